@@ -1,0 +1,1 @@
+"""Pure science and storage for lightcurver-dagster (never imports dagster)."""

@@ -1,0 +1,1 @@
+"""The science database: schema, migrations, engine and queries (the engine is always passed in)."""

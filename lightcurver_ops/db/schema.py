@@ -1,0 +1,166 @@
+"""SQLAlchemy Core schema of the science database.
+
+Tables and columns follow lightcurver 1.2.4 (so its users' SQL keeps working); ``frames`` also
+carries the Dagster partition key and what the import measured beyond lightcurver, and
+``raw_files`` records which raw file each partition comes from. Later stages add their tables
+through Alembic migrations; this module always describes the head revision.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+raw_files = Table(
+    "raw_files",
+    metadata,
+    Column("partition_key", String(255), primary_key=True, comment="Dagster 'frames' partition key"),
+    Column("path", Text, nullable=False, unique=True, comment="absolute path of the raw FITS file"),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False, comment="modification time seen when registered"),
+    Column("registered_mjd", Float, nullable=False, comment="when the file was registered, MJD (UTC)"),
+)
+
+frames = Table(
+    "frames",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("partition_key", String(255), nullable=False, unique=True),
+    Column("mjd", Float),
+    Column("exptime", Float, comment="s"),
+    Column("gain", Float, comment="e-/ADU"),
+    Column("filter", Text),
+    Column("original_image_path", Text, comment="absolute raw path"),
+    Column("raw_sha256", String(64), comment="content hash of the raw file"),
+    Column("image_relpath", Text, unique=True, comment="calibrated frame, relative to workdir"),
+    Column("sources_relpath", Text),
+    Column("telescope_latitude", Float),
+    Column("telescope_longitude", Float),
+    Column("telescope_elevation", Float),
+    Column("telescope_name", Text),
+    Column("telescope_imager_name", Text),
+    Column("plate_solved", Integer, server_default=text("0")),
+    Column("attempted_plate_solve", Integer, server_default=text("0")),
+    Column("pixel_scale", Float, comment="arcsec/pixel"),
+    Column("eliminated", Integer, server_default=text("0")),
+    Column("airmass", Float),
+    Column("degrees_to_moon", Float),
+    Column("moon_phase", Float, comment="% illuminated"),
+    Column("sun_altitude", Float, comment="deg"),
+    Column("seeing_pixels", Float),
+    Column("seeing_arcseconds", Float),
+    Column("sky_level_electron_per_second", Float),
+    Column("background_rms_electron_per_second", Float),
+    Column("ellipticity", Float),
+    Column("n_sources", Integer),
+    Column("azimuth", Float, comment="deg, target"),
+    Column("altitude", Float, comment="deg, target"),
+    Column("comment", Text),
+    Column("roi_in_footprint", Integer, server_default=text("0")),
+    Column("angle_to_north", Float, server_default=text("0.0")),
+)
+
+footprints = Table(
+    "footprints",
+    metadata,
+    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
+    Column("polygon", Text, nullable=False, comment="JSON list of 4 [ra, dec] corners, deg"),
+)
+
+combined_footprint = Table(
+    "combined_footprint",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hash", BigInteger, unique=True),
+    Column("largest", Text),
+    Column("common", Text),
+)
+
+stars = Table(
+    "stars",
+    metadata,
+    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    Column("name", Text),
+    Column("ra", Float),
+    Column("dec", Float),
+    Column("gmag", Float),
+    Column("rmag", Float, comment="Gaia phot_rp_mean_mag"),
+    Column("bmag", Float, comment="Gaia phot_bp_mean_mag"),
+    Column("pmra", Float),
+    Column("pmdec", Float),
+    Column("ref_epoch", Float),
+    Column("gaia_id", String(32), primary_key=True),
+    Column("distance_to_roi_arcsec", Float),
+)
+
+catalog_star_photometry = Table(
+    "catalog_star_photometry",
+    metadata,
+    Column("star_gaia_id", String(32), primary_key=True),
+    Column("catalog", String(32), primary_key=True),
+    Column("band", String(32), primary_key=True, comment="in the key, unlike lightcurver"),
+    Column("mag", Float),
+    Column("mag_err", Float),
+    Column("original_catalog_id", Text),
+)
+
+stars_in_frames = Table(
+    "stars_in_frames",
+    metadata,
+    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
+    Column("star_gaia_id", String(32), primary_key=True),
+    Column("combined_footprint_hash", BigInteger, primary_key=True),
+)
+
+psfs = Table(
+    "PSFs",
+    metadata,
+    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
+    Column("chi2", Float),
+    Column("psf_ref", String(255), primary_key=True),
+    Column("subsampling_factor", Integer),
+    Column("relative_loss_differential", Float),
+    Column("fwhm_moffat_arcseconds", Float),
+)
+
+star_flux_in_frame = Table(
+    "star_flux_in_frame",
+    metadata,
+    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
+    Column("star_gaia_id", String(32), primary_key=True),
+    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    Column("flux", Float, comment="e-/s"),
+    Column("flux_uncertainty", Float, comment="e-/s"),
+    Column("chi2", Float),
+    Column("relative_loss_differential", Float),
+)
+
+normalization_coefficients = Table(
+    "normalization_coefficients",
+    metadata,
+    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
+    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    Column("coefficient", Float),
+    Column("coefficient_uncertainty", Float),
+)
+
+absolute_zeropoints = Table(
+    "absolute_zeropoints",
+    metadata,
+    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
+    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    Column("zeropoint", Float),
+    Column("zeropoint_uncertainty", Float),
+    Column("source_catalog", Text),
+)
