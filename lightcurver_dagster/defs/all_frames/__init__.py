@@ -1,0 +1,1 @@
+"""Assets computed over all frames: one module per asset."""

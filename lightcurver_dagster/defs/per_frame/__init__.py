@@ -1,0 +1,1 @@
+"""Assets partitioned by frame: one module per asset."""

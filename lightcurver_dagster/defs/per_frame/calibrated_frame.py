@@ -1,0 +1,72 @@
+"""``calibrated_frame``: raw FITS in ADU to a sky-subtracted frame in e-/s with its sources and seeing."""
+
+import dagster as dg
+
+from lightcurver_dagster.defs.groups import PER_FRAME
+from lightcurver_dagster.defs.partitions import frames_partitions
+from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
+from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase
+from lightcurver_ops.db.frames import frame_with_same_content, raw_file_for, upsert_frame
+from lightcurver_ops.frame_import import eliminated_frame, import_frame
+from lightcurver_ops.ingest import file_sha256
+
+
+@dg.asset(
+    partitions_def=frames_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name=PER_FRAME,
+    kinds={"python", "fits"},
+    code_version="1",
+)
+def calibrated_frame(
+    context: dg.AssetExecutionContext,
+    lightcurver_config: LightcurverConfigResource,
+    science_database: ScienceDatabase,
+) -> dg.MaterializeResult:
+    """Raw frame converted to e-/s and sky-subtracted, with its source catalogue, seeing, sky level,
+    ellipticity and ephemeris (airmass, Moon, Sun), stored as ``frames/<frame>.fits`` and a row of
+    ``frames``. An unusable frame (unreadable, header rejected, no stars, duplicate of another
+    frame) is recorded as eliminated with the reason in ``comment``."""
+    config = lightcurver_config.load()
+    parser = lightcurver_config.header_parser()
+    engine = science_database.engine
+
+    def import_one(partition_key: str) -> FrameOutcome:
+        with engine.connect() as connection:
+            raw = raw_file_for(connection, partition_key)
+        if raw is None:
+            raise dg.Failure(
+                f"frame {partition_key}: no raw file registered (the raw-frames sensor registers them)"
+            )
+        path = config.resolve(raw.path)
+        if not path.is_file():
+            result = eliminated_frame(config, partition_key, path, "", f"raw file {path} is missing")
+        else:
+            sha256 = file_sha256(path)
+            with engine.connect() as connection:
+                duplicate = frame_with_same_content(connection, sha256, partition_key)
+            if duplicate is not None:
+                reason = f"same content as frame {duplicate}: not imported twice"
+                result = eliminated_frame(config, partition_key, path, sha256, reason)
+            else:
+                result = import_frame(config, parser, partition_key, path, sha256)
+        with engine.begin() as connection:
+            frame_id = upsert_frame(connection, result.row)
+        row = result.row
+        return FrameOutcome(
+            partition_key=partition_key,
+            eliminated=result.eliminated,
+            comment=row["comment"],
+            metadata={
+                "frame_id": frame_id,
+                "raw_path": dg.MetadataValue.path(str(path)),
+                "seeing_pixels": row["seeing_pixels"],
+                "sky_level_electron_per_second": row["sky_level_electron_per_second"],
+                "background_rms_electron_per_second": row["background_rms_electron_per_second"],
+                "n_sources": row["n_sources"],
+                "ellipticity": row["ellipticity"],
+                "airmass": row["airmass"],
+            },
+        )
+
+    return materialize_frames(context, import_one)
