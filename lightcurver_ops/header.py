@@ -102,7 +102,10 @@ def parse_frame_header(parser: HeaderParser, header: Header, frame: Path) -> Fra
     try:
         values = parser(header)
     except Exception as exc:
-        detail = f"missing header key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyError):
+            detail = f"missing header key: {exc.args[0] if exc.args else exc}"
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
         raise HeaderParserError(frame, f"parse_header failed: {detail}") from exc
     if not isinstance(values, Mapping):
         raise HeaderParserError(frame, f"parse_header returned {type(values).__name__}, expected a dict")

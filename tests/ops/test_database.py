@@ -1,0 +1,132 @@
+"""Science database: migrations, schema, idempotent writes — on SQLite and on real PostgreSQL."""
+
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+
+from lightcurver_ops.db.engine import create_science_engine, current_revision, head_revision, migrate
+from lightcurver_ops.db.frames import (
+    RawFileRecord,
+    frame_with_same_content,
+    raw_file_for,
+    register_raw_files,
+    registered_raw_files,
+    upsert_frame,
+)
+from lightcurver_ops.db.schema import frames, metadata
+
+LIGHTCURVER_TABLES = {
+    "frames",
+    "footprints",
+    "combined_footprint",
+    "stars",
+    "catalog_star_photometry",
+    "stars_in_frames",
+    "PSFs",
+    "star_flux_in_frame",
+    "normalization_coefficients",
+    "absolute_zeropoints",
+}
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = create_science_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_migration_creates_lightcurver_tables_and_matches_schema(engine):
+    names = set(inspect(engine).get_table_names())
+    assert LIGHTCURVER_TABLES | {"raw_files", "alembic_version"} <= names
+    frame_columns = {column["name"] for column in inspect(engine).get_columns("frames")}
+    assert {
+        "partition_key",
+        "seeing_pixels",
+        "sky_level_electron_per_second",
+        "angle_to_north",
+    } <= frame_columns
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []
+    assert current_revision(engine) == head_revision()
+
+
+def test_migration_is_idempotent_and_keeps_data(engine):
+    with engine.begin() as connection:
+        upsert_frame(connection, {"partition_key": "f1", "mjd": 60000.0})
+    migrate(engine)
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(frames)).scalar_one() == 1
+
+
+def test_concurrent_first_migrations_do_not_collide(database_url):
+    engines = [create_science_engine(database_url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def upgrade(engine):
+        try:
+            migrate(engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert all(current_revision(e) == head_revision() for e in engines)
+    for e in engines:
+        e.dispose()
+
+
+def test_frame_upsert_replaces_and_keeps_id(engine):
+    with engine.begin() as connection:
+        first = upsert_frame(connection, {"partition_key": "f1", "mjd": 60000.0, "seeing_pixels": 3.0})
+        other = upsert_frame(connection, {"partition_key": "f2", "mjd": 60001.0, "seeing_pixels": 4.0})
+    with engine.begin() as connection:
+        again = upsert_frame(connection, {"partition_key": "f1", "mjd": 60000.0, "seeing_pixels": 3.5})
+    assert again == first != other
+    with engine.connect() as connection:
+        rows = connection.execute(select(frames.c.partition_key, frames.c.seeing_pixels)).all()
+        assert sorted(rows) == [("f1", 3.5), ("f2", 4.0)]
+        eliminated = connection.execute(select(frames.c.eliminated)).scalars().all()
+    assert eliminated == [0, 0]  # server default of lightcurver's schema
+
+
+def test_raw_file_registry(engine):
+    records = [RawFileRecord("a", "/raw/a.fits", 10, 1), RawFileRecord("b", "/raw2/a.fits", 12, 2)]
+    with engine.begin() as connection:
+        register_raw_files(connection, records, registered_mjd=60000.0)
+        register_raw_files(connection, [RawFileRecord("a", "/raw/a.fits", 11, 5)], registered_mjd=60001.0)
+    with engine.connect() as connection:
+        registry = registered_raw_files(connection)
+        assert registry["/raw/a.fits"] == RawFileRecord("a", "/raw/a.fits", 11, 5)
+        assert raw_file_for(connection, "b").path == "/raw2/a.fits"
+        assert raw_file_for(connection, "zzz") is None
+
+
+def test_duplicate_content_lookup_ignores_eliminated_frames(engine):
+    with engine.begin() as connection:
+        upsert_frame(connection, {"partition_key": "f1", "raw_sha256": "abc", "eliminated": 1})
+        upsert_frame(connection, {"partition_key": "f2", "raw_sha256": "abc", "eliminated": 0})
+        assert frame_with_same_content(connection, "abc", "f3") == "f2"
+        assert frame_with_same_content(connection, "abc", "f2") is None
+
+
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path):
+    engine = create_science_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar_one() >= 30000
+
+
+def test_sqlite_in_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        create_science_engine(f"sqlite:///{tmp_path / 'no' / 'db.sqlite3'}")
