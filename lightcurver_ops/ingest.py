@@ -94,7 +94,7 @@ def plan_ingest(
     A file modified less than ``settle_seconds`` ago may still be being written: it waits.
     """
     plan = IngestPlan()
-    taken = {record.partition_key for record in registry.values()}
+    taken = {record.partition_key for record in registry.values()} | known_partitions
     settled = []
     for item in scanned:
         if now_ns - item.mtime_ns < settle_seconds * 1e9:
