@@ -1,0 +1,48 @@
+"""The command line: simulate, then run headless end to end, incrementally."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from lightcurver_dagster.cli import _contiguous_ranges, main
+from lightcurver_ops.config import CONFIG_ENV_VAR
+from lightcurver_ops.db.schema import frames
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment(monkeypatch):
+    # The CLI points these at the work directory; restore them after each test.
+    monkeypatch.setenv("DAGSTER_HOME", "unset")
+    monkeypatch.setenv(CONFIG_ENV_VAR, "unset")
+
+
+def test_simulate_then_run_is_incremental(tmp_path: Path, capsys):
+    out = tmp_path / "data"
+    assert main(["simulate", str(out), "--frames", "2", "--size", "256"]) == 0
+    config = out / "config.yaml"
+    assert config.is_file() and len(list((out / "raw").glob("*.fits"))) == 2
+
+    assert main(["run", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 frames registered, 2 to process" in printed
+    assert "frames: 2 imported, 2 usable, 0 eliminated" in printed
+    engine = create_engine(f"sqlite:///{out / 'database.sqlite3'}")
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(frames)).scalar_one() == 2
+    assert (out / "dagster_home" / "dagster.yaml").is_file()
+
+    assert main(["run", str(config)]) == 0
+    assert "2 frames registered, 0 to process" in capsys.readouterr().out
+
+
+def test_bad_config_exits_with_a_message(tmp_path: Path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("workdir: /x\nraw_dirs: [r]\nROI: {Q: {coordinates: [1, 2]}}\nstamp_size_ROI: huge\n")
+    assert main(["run", str(config)]) == 2
+    assert "stamp_size_ROI" in capsys.readouterr().err
+
+
+def test_contiguous_ranges_split_on_gaps_and_size():
+    ordered = ["a", "b", "c", "d", "e", "f"]
+    assert _contiguous_ranges(ordered, {"a", "b", "d", "e", "f"}, 2) == [("a", "b"), ("d", "e"), ("f", "f")]
