@@ -7,11 +7,13 @@ daemon run, recording the runs in ``<workdir>/dagster_home`` so that ``ui`` show
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 DAGSTER_HOME_DIRNAME = "dagster_home"
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def _prepare_environment(config_path: Path) -> Path:
@@ -83,7 +85,10 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
     for number, (first, last) in enumerate(ranges, start=1):
         print(f"[{number}/{len(ranges)}] per-frame assets for frames {first} .. {last}", flush=True)
         result = job.execute_in_process(
-            instance=instance, tags=range_run_tags(first, last), raise_on_error=False
+            instance=instance,
+            tags=range_run_tags(first, last),
+            run_config=QUIET_RUN_CONFIG,
+            raise_on_error=False,
         )
         if not result.success:
             print(f"run {result.run_id} failed; see `lightcurver-dagster ui {config_path}`", file=sys.stderr)
@@ -94,7 +99,7 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
         print(f"all-frames assets: {', '.join(k.to_user_string() for k in all_frames)}", flush=True)
         global_job = definitions.resolve_implicit_global_asset_job_def()
         result = global_job.execute_in_process(
-            instance=instance, asset_selection=all_frames, raise_on_error=False
+            instance=instance, asset_selection=all_frames, run_config=QUIET_RUN_CONFIG, raise_on_error=False
         )
         if not result.success:
             print(f"run {result.run_id} failed", file=sys.stderr)
@@ -150,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*(beta|preview).*", category=Warning)
     from lightcurver_ops.errors import LightcurverError
 
     try:
