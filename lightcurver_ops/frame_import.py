@@ -13,6 +13,7 @@ from typing import Any
 
 from lightcurver_ops import frames, paths
 from lightcurver_ops.config import LightcurverConfig
+from lightcurver_ops.ephemeris import ephemeris
 from lightcurver_ops.errors import FrameError
 from lightcurver_ops.header import HeaderParser, parse_frame_header
 
@@ -159,16 +160,16 @@ def import_frame(
     }
     if config.telescope is not None:
         site = config.telescope
-        ephemeris = frames.ephemeris(
+        conditions = ephemeris(
             info.mjd, config.roi_ra_deg, config.roi_dec_deg, site.latitude, site.longitude, site.elevation
         )
         row |= {
-            "airmass": ephemeris.airmass,
-            "altitude": ephemeris.altitude,
-            "azimuth": ephemeris.azimuth,
-            "degrees_to_moon": ephemeris.degrees_to_moon,
-            "moon_phase": ephemeris.moon_phase,
-            "sun_altitude": ephemeris.sun_altitude,
+            "airmass": conditions.airmass,
+            "altitude": conditions.altitude,
+            "azimuth": conditions.azimuth,
+            "degrees_to_moon": conditions.degrees_to_moon,
+            "moon_phase": conditions.moon_phase,
+            "sun_altitude": conditions.sun_altitude,
         }
     if row["seeing_pixels"] is None:
         row |= {"eliminated": 1, "comment": "no stars found to measure the seeing"}

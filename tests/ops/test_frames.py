@@ -13,7 +13,11 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from lightcurver_ops import frames
+from lightcurver_ops.background import estimate_background
+from lightcurver_ops.ephemeris import ephemeris
 from lightcurver_ops.errors import FrameError
+from lightcurver_ops.seeing import measure_seeing, seeing_histogram_mode
+from lightcurver_ops.sources import extract_sources
 
 GAIN = 2.0  # e-/ADU
 EXPTIME = 10.0  # s
@@ -317,7 +321,7 @@ def test_sky_level_within_one_percent(seed, mask_sources):
     image = electrons / EXPTIME
     image[100:110, 30] = np.nan  # a bad column segment must not disturb anything
 
-    background = frames.estimate_background(image, n_boxes=3, mask_sources=mask_sources)
+    background = estimate_background(image, n_boxes=3, mask_sources=mask_sources)
 
     true_level = sky.mean() / EXPTIME
     assert background.level == pytest.approx(true_level, rel=0.01)
@@ -330,22 +334,22 @@ def test_sky_level_within_one_percent(seed, mask_sources):
 
 def test_estimate_background_rejects_bad_arguments():
     with pytest.raises(ValueError, match="n_boxes"):
-        frames.estimate_background(np.ones((10, 10)), n_boxes=0)
+        estimate_background(np.ones((10, 10)), n_boxes=0)
     with pytest.raises(ValueError, match="n_boxes"):
-        frames.estimate_background(np.ones((10, 10)), n_boxes=11)
+        estimate_background(np.ones((10, 10)), n_boxes=11)
     with pytest.raises(ValueError, match="2-D"):
-        frames.estimate_background(np.ones(10))
+        estimate_background(np.ones(10))
 
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_seeing_and_ellipticity_match_truth(seed, truth_fwhm):
     electrons, _ = synthetic_electrons(seed)
     image = electrons / EXPTIME
-    background = frames.estimate_background(image)
+    background = estimate_background(image)
     image_sub = image - background.sky
-    sources = frames.extract_sources(image_sub, background.rms, EXPTIME)
+    sources = extract_sources(image_sub, background.rms, EXPTIME)
 
-    seeing = frames.measure_seeing(image_sub, sources, background.rms)
+    seeing = measure_seeing(image_sub, sources, background.rms)
 
     assert seeing.n_stars >= 2
     assert seeing.fwhm_pixels == pytest.approx(truth_fwhm, rel=0.05)
@@ -357,10 +361,8 @@ def test_seeing_and_ellipticity_match_truth(seed, truth_fwhm):
 def test_extract_sources_table(truth_fwhm):
     electrons, _ = synthetic_electrons(6)
     image = electrons / EXPTIME
-    background = frames.estimate_background(image)
-    sources = frames.extract_sources(
-        image - background.sky, background.rms, EXPTIME, threshold=2.0, min_area=20
-    )
+    background = estimate_background(image)
+    sources = extract_sources(image - background.sky, background.rms, EXPTIME, threshold=2.0, min_area=20)
 
     assert 15 <= len(sources) <= 40
     for column in ("x", "y", "a", "b", "theta", "flux", "peak", "flag", "xcentroid", "ycentroid"):
@@ -375,48 +377,48 @@ def test_extract_sources_table(truth_fwhm):
 
 def test_extract_sources_on_empty_sky_and_seeing_of_nothing():
     image = np.random.default_rng(0).normal(0.0, 1.0, (64, 64))
-    sources = frames.extract_sources(image, 1.0, EXPTIME, threshold=5.0, min_area=20)
+    sources = extract_sources(image, 1.0, EXPTIME, threshold=5.0, min_area=20)
     assert len(sources) == 0 and "FWHM" in sources.colnames
-    seeing = frames.measure_seeing(image, sources, 1.0)
+    seeing = measure_seeing(image, sources, 1.0)
     assert math.isnan(seeing.fwhm_pixels) and math.isnan(seeing.ellipticity) and seeing.n_stars == 0
 
 
 def test_measure_seeing_skips_saturated_stars(truth_fwhm):
     electrons, _ = synthetic_electrons(4)
     image = electrons / EXPTIME
-    background = frames.estimate_background(image)
+    background = estimate_background(image)
     image_sub = image - background.sky
-    sources = frames.extract_sources(image_sub, background.rms, EXPTIME)
+    sources = extract_sources(image_sub, background.rms, EXPTIME)
     level = 0.3 * float(np.max(sources["peak"]))
     saturated = np.minimum(image_sub, level)  # flat-topped bright stars
 
-    ignoring = frames.measure_seeing(saturated, sources, background.rms)
-    skipping = frames.measure_seeing(saturated, sources, background.rms, saturation=level)
+    ignoring = measure_seeing(saturated, sources, background.rms)
+    skipping = measure_seeing(saturated, sources, background.rms, saturation=level)
 
     assert 0 < skipping.n_stars < ignoring.n_stars
     assert skipping.fwhm_pixels == pytest.approx(truth_fwhm, rel=0.05)
-    nothing = frames.measure_seeing(image_sub, sources, background.rms, saturation=1.0)
+    nothing = measure_seeing(image_sub, sources, background.rms, saturation=1.0)
     assert nothing.n_stars == 0 and math.isnan(nothing.fwhm_pixels)
 
 
 def test_seeing_histogram_mode_branches():
-    assert math.isnan(frames.seeing_histogram_mode([]))
-    assert math.isnan(frames.seeing_histogram_mode([np.nan, np.inf]))
+    assert math.isnan(seeing_histogram_mode([]))
+    assert math.isnan(seeing_histogram_mode([np.nan, np.inf]))
     # 1 to 10 values: the median.
-    assert frames.seeing_histogram_mode([3.0]) == 3.0
-    assert frames.seeing_histogram_mode([1.0, 2.0, 100.0]) == 2.0
-    assert frames.seeing_histogram_mode([2.0] * 5 + [3.0] * 5) == 2.5
+    assert seeing_histogram_mode([3.0]) == 3.0
+    assert seeing_histogram_mode([1.0, 2.0, 100.0]) == 2.0
+    assert seeing_histogram_mode([2.0] * 5 + [3.0] * 5) == 2.5
     # More than 10, interior peak: the cluster at 4.0 wins over the median (4.2).
     values = [4.0] * 6 + [4.2] * 2 + [7.0] * 5
     assert np.median(values) == pytest.approx(4.2)
-    assert frames.seeing_histogram_mode(values) == pytest.approx(4.0)
+    assert seeing_histogram_mode(values) == pytest.approx(4.0)
     # More than 10, peak in the first bin of [1.5, 3 median]: the median.
-    assert frames.seeing_histogram_mode([1.6] * 8 + [2.0, 2.5, 3.0, 4.0]) == pytest.approx(1.6)
+    assert seeing_histogram_mode([1.6] * 8 + [2.0, 2.5, 3.0, 4.0]) == pytest.approx(1.6)
     # More than 10, peak in the last bin: the median.
     values = [0.5] * 5 + [2.0] + [5.9] * 5
-    assert frames.seeing_histogram_mode(values) == pytest.approx(2.0)
+    assert seeing_histogram_mode(values) == pytest.approx(2.0)
     # Non-finite values are ignored.
-    assert frames.seeing_histogram_mode([4.0] * 6 + [4.2] * 2 + [7.0] * 5 + [np.nan]) == pytest.approx(4.0)
+    assert seeing_histogram_mode([4.0] * 6 + [4.2] * 2 + [7.0] * 5 + [np.nan]) == pytest.approx(4.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -437,7 +439,7 @@ def test_ephemeris_matches_astropy():
         altaz = AltAz(obstime=time, location=location)
         for altitude, azimuth in [(75.0, 30.0), (35.0, 250.0)]:
             target = SkyCoord(alt=altitude * u.deg, az=azimuth * u.deg, frame=altaz).icrs
-            result = frames.ephemeris(mjd, target.ra.deg, target.dec.deg, latitude, longitude, elevation)
+            result = ephemeris(mjd, target.ra.deg, target.dec.deg, latitude, longitude, elevation)
 
             # pyephem includes refraction (< 0.03 deg at these altitudes); astropy here does not.
             assert result.altitude == pytest.approx(altitude, abs=0.1)
@@ -459,16 +461,14 @@ def test_ephemeris_matches_astropy():
         assert result.moon_phase == pytest.approx(50 * (1 + math.cos(phase_angle)), abs=2.0)
 
         below = SkyCoord(alt=-30 * u.deg, az=100 * u.deg, frame=altaz).icrs
-        assert (
-            frames.ephemeris(mjd, below.ra.deg, below.dec.deg, latitude, longitude, elevation).airmass == -1
-        )
+        assert ephemeris(mjd, below.ra.deg, below.dec.deg, latitude, longitude, elevation).airmass == -1
 
 
 def test_ephemeris_rejects_bad_values():
     with pytest.raises(ValueError, match="dec_deg"):
-        frames.ephemeris(59000.0, 10.0, 95.0, 0.0, 0.0, 0.0)
+        ephemeris(59000.0, 10.0, 95.0, 0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="mjd"):
-        frames.ephemeris(np.nan, 10.0, 5.0, 0.0, 0.0, 0.0)
+        ephemeris(np.nan, 10.0, 5.0, 0.0, 0.0, 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
