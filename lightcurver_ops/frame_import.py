@@ -16,6 +16,7 @@ from lightcurver_ops.config import LightcurverConfig
 from lightcurver_ops.ephemeris import ephemeris
 from lightcurver_ops.errors import FrameError
 from lightcurver_ops.header import HeaderParser, parse_frame_header
+from lightcurver_ops.plots import plot_sources
 
 FRAME_COLUMNS_RESET = (
     "mjd",
@@ -49,11 +50,14 @@ class FrameImport:
     ----------
     row : dict
         Values of the ``frames`` columns to upsert (keyed by ``partition_key``).
+    plot_path : Path or None
+        The source-extraction plot, when the config asks for it.
     eliminated : bool
         True when the frame cannot be used; ``row['comment']`` says why.
     """
 
     row: dict[str, Any]
+    plot_path: Path | None = None
 
     @property
     def eliminated(self) -> bool:
@@ -173,7 +177,13 @@ def import_frame(
         }
     if row["seeing_pixels"] is None:
         row |= {"eliminated": 1, "comment": "no stars found to measure the seeing"}
-    return FrameImport(row)
+    plot_path = None
+    if config.source_extraction_do_plots:
+        title = f"{partition_key}: {calibrated.n_sources} sources, seeing {calibrated.seeing_pixels:.2f} px"
+        plot_path = plot_sources(
+            calibrated.image, calibrated.sources, workdir / paths.source_plot_relpath(partition_key), title
+        )
+    return FrameImport(row, plot_path)
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -155,6 +155,8 @@ def test_dropped_files_become_calibrated_frames_matching_truth(pipeline: Pipelin
             and fits.getheader(workdir / row["image_relpath"])["BUNIT"] == "ELPERSEC"
         )
         assert (workdir / row["sources_relpath"]).is_file()
+        plot = workdir / "plots" / "source_extraction" / f"{row['partition_key']}.jpg"
+        assert plot.stat().st_size > 10_000
 
     assert isinstance(pipeline.tick(), dg.SkipReason)  # nothing new: the second tick requests nothing
     assert {path.name: path.read_bytes() for path in pipeline.raw.iterdir()} == raw_before  # raw untouched

@@ -66,6 +66,7 @@ def calibrated_frame(
                 "n_sources": row["n_sources"],
                 "ellipticity": row["ellipticity"],
                 "airmass": row["airmass"],
+                "source_plot": dg.MetadataValue.path(str(result.plot_path)) if result.plot_path else None,
             },
         )
 
