@@ -295,18 +295,6 @@ class LightcurverConfig(BaseModel):
     def header_parser_path(self) -> Path:
         return self.workdir / "header_parser" / "parse_header.py"
 
-    @property
-    def frames_dir(self) -> Path:
-        return self.workdir / "frames"
-
-    @property
-    def plots_dir(self) -> Path:
-        return self.workdir / "plots"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.workdir / "logs"
-
     def require_workdir(self) -> Path:
         """The work directory, created if its parent exists; a clear error otherwise."""
         if not self.workdir.is_dir():
