@@ -9,6 +9,18 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 MAX_PLOTTED_SOURCES = 2000
+MAX_DISPLAY_PIXELS = 800
+"""Frames are block-averaged to at most this many pixels on a side before drawing (the figure is
+800 pixels wide): drawing a full 2k frame cost more than the whole calibration."""
+
+
+def _binned(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Block average of ``image`` by the smallest integer factor giving <= ``max_pixels`` per side."""
+    factor = -(-max(image.shape) // max_pixels)
+    if factor <= 1:
+        return image
+    ny, nx = (size // factor * factor for size in image.shape)
+    return image[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
 
 
 def plot_sources(image: np.ndarray, sources: Table, path: Path, title: str = "") -> Path:
@@ -17,7 +29,7 @@ def plot_sources(image: np.ndarray, sources: Table, path: Path, title: str = "")
     Parameters
     ----------
     image : ndarray, shape (ny, nx)
-        Frame in e-/s.
+        Frame in e-/s; block-averaged for display when larger than 800 pixels.
     sources : astropy.table.Table
         sep sources with ``x``, ``y``, ``a``, ``b``, ``theta`` (pixels, radians), brightest first;
         at most the first 2000 are drawn.
@@ -26,12 +38,13 @@ def plot_sources(image: np.ndarray, sources: Table, path: Path, title: str = "")
     title : str
         Figure title.
     """
-    finite = np.where(np.isfinite(image), image, 0.0)
-    norm = ImageNormalize(finite, interval=ZScaleInterval(contrast=0.4), stretch=AsinhStretch())
     ny, nx = image.shape
+    shown = _binned(np.where(np.isfinite(image), image, 0.0), MAX_DISPLAY_PIXELS)
+    norm = ImageNormalize(shown, interval=ZScaleInterval(contrast=0.4), stretch=AsinhStretch())
     figure = Figure(figsize=(8, 8 * ny / nx), dpi=100)
-    axes = figure.subplots()
-    axes.imshow(finite, origin="lower", cmap="gray", norm=norm, interpolation="nearest")
+    axes = figure.add_axes((0.0, 0.0, 1.0, 0.95))
+    extent = (-0.5, nx - 0.5, -0.5, ny - 0.5)
+    axes.imshow(shown, origin="lower", cmap="gray", norm=norm, interpolation="nearest", extent=extent)
     for row in sources[:MAX_PLOTTED_SOURCES]:
         size = 6 * max(float(row["a"]), 1.0), 6 * max(float(row["b"]), 1.0)
         ellipse = Ellipse(
@@ -41,5 +54,5 @@ def plot_sources(image: np.ndarray, sources: Table, path: Path, title: str = "")
     axes.set_title(title or f"{len(sources)} sources")
     axes.set_axis_off()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight", pil_kwargs={"quality": 85} if path.suffix == ".jpg" else None)
+    figure.savefig(path, pil_kwargs={"quality": 85} if path.suffix == ".jpg" else None)
     return path
