@@ -92,7 +92,7 @@ def measure_seeing(
     sources: Table,
     rms: float,
     saturation: float | None = None,
-    max_stars: int = 50,
+    max_stars: int = 25,
 ) -> SeeingEstimate:
     """Measure the seeing by fitting elliptical Moffat profiles to bright isolated stars.
 
@@ -213,12 +213,22 @@ class _MoffatFitter:
         grid_shape = (self.size, n_sub, self.size, n_sub)
         self.xs = np.broadcast_to(pix[None, None, :, None] + offsets[None, None, None, :], grid_shape)
         self.ys = np.broadcast_to(pix[:, None, None, None] + offsets[None, :, None, None], grid_shape)
+        self._cached_key: bytes | None = None
+        self._cached_terms: tuple[np.ndarray, ...] = ()
 
     @staticmethod
     def _block_mean(values: np.ndarray) -> np.ndarray:
         return values.mean(axis=(1, 3)).ravel()
 
     def _terms(self, p: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Model terms at ``p``; MINPACK asks for residuals and Jacobian at the same point, so the
+        last evaluation is kept."""
+        key = p.tobytes()
+        if key != self._cached_key:
+            self._cached_key, self._cached_terms = key, self._evaluate(p)
+        return self._cached_terms
+
+    def _evaluate(self, p: np.ndarray) -> tuple[np.ndarray, ...]:
         log_amplitude, x0, y0, log_l11, l21, log_l22, log_beta_1, _ = p
         l11, l22, beta = math.exp(log_l11), math.exp(log_l22), 1.0 + math.exp(log_beta_1)
         dx, dy = self.xs - x0, self.ys - y0
