@@ -21,6 +21,19 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def _frame_id() -> Column:
+    return Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True)
+
+
+def _star_set_hash() -> Column:
+    """The reference-star set a row belongs to (lightcurver's ``combined_footprint_hash``)."""
+    return Column("combined_footprint_hash", BigInteger, primary_key=True)
+
+
+def _star_id() -> Column:
+    return Column("star_gaia_id", String(32), primary_key=True)
+
 raw_files = Table(
     "raw_files",
     metadata,
@@ -73,7 +86,7 @@ frames = Table(
 footprints = Table(
     "footprints",
     metadata,
-    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
+    _frame_id(),
     Column("polygon", Text, nullable=False, comment="JSON list of 4 [ra, dec] corners, deg"),
 )
 
@@ -89,7 +102,7 @@ combined_footprint = Table(
 stars = Table(
     "stars",
     metadata,
-    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    _star_set_hash(),
     Column("name", Text),
     Column("ra", Float),
     Column("dec", Float),
@@ -106,7 +119,7 @@ stars = Table(
 catalog_star_photometry = Table(
     "catalog_star_photometry",
     metadata,
-    Column("star_gaia_id", String(32), primary_key=True),
+    _star_id(),
     Column("catalog", String(32), primary_key=True),
     Column("band", String(32), primary_key=True, comment="in the key, unlike lightcurver"),
     Column("mag", Float),
@@ -117,16 +130,16 @@ catalog_star_photometry = Table(
 stars_in_frames = Table(
     "stars_in_frames",
     metadata,
-    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
-    Column("star_gaia_id", String(32), primary_key=True),
-    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    _frame_id(),
+    _star_id(),
+    _star_set_hash(),
 )
 
 psfs = Table(
     "PSFs",
     metadata,
-    Column("combined_footprint_hash", BigInteger, primary_key=True),
-    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
+    _star_set_hash(),
+    _frame_id(),
     Column("chi2", Float),
     Column("psf_ref", String(255), primary_key=True),
     Column("subsampling_factor", Integer),
@@ -137,9 +150,9 @@ psfs = Table(
 star_flux_in_frame = Table(
     "star_flux_in_frame",
     metadata,
-    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
-    Column("star_gaia_id", String(32), primary_key=True),
-    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    _frame_id(),
+    _star_id(),
+    _star_set_hash(),
     Column("flux", Float, comment="e-/s"),
     Column("flux_uncertainty", Float, comment="e-/s"),
     Column("chi2", Float),
@@ -149,8 +162,8 @@ star_flux_in_frame = Table(
 normalization_coefficients = Table(
     "normalization_coefficients",
     metadata,
-    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
-    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    _frame_id(),
+    _star_set_hash(),
     Column("coefficient", Float),
     Column("coefficient_uncertainty", Float),
 )
@@ -158,8 +171,8 @@ normalization_coefficients = Table(
 absolute_zeropoints = Table(
     "absolute_zeropoints",
     metadata,
-    Column("frame_id", Integer, ForeignKey("frames.id"), primary_key=True),
-    Column("combined_footprint_hash", BigInteger, primary_key=True),
+    _frame_id(),
+    _star_set_hash(),
     Column("zeropoint", Float),
     Column("zeropoint_uncertainty", Float),
     Column("source_catalog", Text),
