@@ -7,6 +7,7 @@ no sources) is a result, not an exception: its row says ``eliminated = 1`` with 
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from lightcurver_ops.config import LightcurverConfig
 from lightcurver_ops.ephemeris import ephemeris
 from lightcurver_ops.errors import FrameError
 from lightcurver_ops.header import HeaderParser, parse_frame_header
+from lightcurver_ops.ingest import file_sha256
 from lightcurver_ops.plots import plot_sources
 
 FRAME_COLUMNS_RESET = (
@@ -64,7 +66,9 @@ class FrameImport:
         return bool(self.row["eliminated"])
 
 
-def _base_row(config: LightcurverConfig, partition_key: str, raw_path: Path, sha256: str) -> dict[str, Any]:
+def _base_row(
+    config: LightcurverConfig, partition_key: str, raw_path: Path, sha256: str | None
+) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(FRAME_COLUMNS_RESET)
     row |= {
         "partition_key": partition_key,
@@ -93,7 +97,7 @@ def _remove_products(workdir: Path, partition_key: str) -> None:
 
 
 def eliminated_frame(
-    config: LightcurverConfig, partition_key: str, raw_path: Path, sha256: str, reason: str
+    config: LightcurverConfig, partition_key: str, raw_path: Path, sha256: str | None, reason: str
 ) -> FrameImport:
     """The outcome for a frame that cannot be used; removes files of an earlier import."""
     _remove_products(config.workdir, partition_key)
@@ -184,6 +188,31 @@ def import_frame(
             calibrated.image, calibrated.sources, workdir / paths.source_plot_relpath(partition_key), title
         )
     return FrameImport(row, plot_path)
+
+
+def import_raw_file(
+    config: LightcurverConfig,
+    parser: HeaderParser,
+    partition_key: str,
+    raw_path: Path,
+    find_duplicate: Callable[[str], str | None],
+) -> FrameImport:
+    """Import a registered raw file unless it is missing or a byte-identical copy of another frame.
+
+    Parameters
+    ----------
+    find_duplicate : callable
+        Given the file's SHA-256, the partition key of another usable frame with the same content,
+        or None.
+    """
+    if not raw_path.is_file():
+        return eliminated_frame(config, partition_key, raw_path, None, f"raw file {raw_path} is missing")
+    sha256 = file_sha256(raw_path)
+    duplicate = find_duplicate(sha256)
+    if duplicate is not None:
+        reason = f"same content as frame {duplicate}: not imported twice"
+        return eliminated_frame(config, partition_key, raw_path, sha256, reason)
+    return import_frame(config, parser, partition_key, raw_path, sha256)
 
 
 def _finite_or_none(value: float) -> float | None:

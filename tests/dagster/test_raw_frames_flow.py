@@ -224,15 +224,15 @@ def test_same_name_in_second_raw_directory(pipeline: Pipeline, tmp_path: Path):
 
 
 def test_unexpected_error_in_one_frame_fails_the_run_but_keeps_the_others(pipeline, monkeypatch):
-    real_import = calibrated_frame_module.import_frame
+    real_import = calibrated_frame_module.import_raw_file
     victim = sorted(pipeline.raw.glob("*.fits"))[1].stem
 
-    def flaky(config, parser, partition_key, raw_path, sha256):
+    def flaky(config, parser, partition_key, raw_path, find_duplicate):
         if partition_key == victim:
             raise RuntimeError("disk on fire")
-        return real_import(config, parser, partition_key, raw_path, sha256)
+        return real_import(config, parser, partition_key, raw_path, find_duplicate)
 
-    monkeypatch.setattr(calibrated_frame_module, "import_frame", flaky)
+    monkeypatch.setattr(calibrated_frame_module, "import_raw_file", flaky)
     _age_all(pipeline.raw)
     (run,) = pipeline.execute(pipeline.tick())
     assert not run.success

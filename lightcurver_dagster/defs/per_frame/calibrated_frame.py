@@ -7,8 +7,7 @@ from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase
 from lightcurver_ops.db.frames import frame_with_same_content, raw_file_for, upsert_frame
-from lightcurver_ops.frame_import import eliminated_frame, import_frame
-from lightcurver_ops.ingest import file_sha256
+from lightcurver_ops.frame_import import import_raw_file
 
 
 @dg.asset(
@@ -39,17 +38,12 @@ def calibrated_frame(
                 f"frame {partition_key}: no raw file registered (the raw-frames sensor registers them)"
             )
         path = config.resolve(raw.path)
-        if not path.is_file():
-            result = eliminated_frame(config, partition_key, path, "", f"raw file {path} is missing")
-        else:
-            sha256 = file_sha256(path)
+
+        def find_duplicate(sha256: str) -> str | None:
             with engine.connect() as connection:
-                duplicate = frame_with_same_content(connection, sha256, partition_key)
-            if duplicate is not None:
-                reason = f"same content as frame {duplicate}: not imported twice"
-                result = eliminated_frame(config, partition_key, path, sha256, reason)
-            else:
-                result = import_frame(config, parser, partition_key, path, sha256)
+                return frame_with_same_content(connection, sha256, partition_key)
+
+        result = import_raw_file(config, parser, partition_key, path, find_duplicate)
         with engine.begin() as connection:
             frame_id = upsert_frame(connection, result.row)
         row = result.row
