@@ -6,12 +6,10 @@ real instance (sensor registration excluded), whose per-frame cost includes Dags
 writes. Peak resident memory of the process is reported too. Prints the figures and writes
 ``benchmarks/results/calibrated_frame.json``.
 
-    .venv/bin/python benchmarks/calibrated_frame.py [--frames 6] [--size 2048] [--repeats 3]
+    .venv/bin/python -m benchmarks.calibrated_frame [--frames 6] [--size 2048] [--repeats 3]
 """
 
 import argparse
-import json
-import platform
 import resource
 import statistics
 import tempfile
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from benchmarks.results_io import report
 from lightcurver_dagster.definitions import build_definitions
 from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_dagster.defs.sensors import range_run_tags
@@ -30,8 +29,6 @@ from lightcurver_ops.frame_import import import_frame
 from lightcurver_ops.header import load_header_parser
 from lightcurver_ops.ingest import file_sha256
 from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
-
-RESULTS = Path(__file__).parent / "results" / "calibrated_frame.json"
 
 
 def _science_seconds(config_path: Path, repeats: int) -> list[float]:
@@ -92,13 +89,8 @@ def main() -> None:
         "dagster_seconds_per_frame": dagster_total / n_frames,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "simulation_seconds_per_frame": simulate_seconds / args.frames,
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
     }
-    for key, value in figures.items():
-        print(f"{key:36s} {value:.3f}" if isinstance(value, float) else f"{key:36s} {value}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2))
-    print(f"written {RESULTS}")
+    report("calibrated_frame", figures)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,10 @@ Measures the pieces a tick runs: the directory scan (glob + stat), reading the r
 from SQLite, listing the instance's partitions and planning, when one new file has arrived among
 N registered ones. Prints the figures and writes ``benchmarks/results/sensor_scan.json``.
 
-    .venv/bin/python benchmarks/sensor_scan.py [--files 5000]
+    .venv/bin/python -m benchmarks.sensor_scan [--files 5000]
 """
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -16,12 +15,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from benchmarks.results_io import report
 from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_ops.db.engine import open_science_database
 from lightcurver_ops.db.frames import register_raw_files, registered_raw_files
 from lightcurver_ops.ingest import plan_ingest, scan_raw_dirs
-
-RESULTS = Path(__file__).parent / "results" / "sensor_scan.json"
 
 
 def _timed(function, repeats: int = 5) -> tuple[float, object]:
@@ -75,11 +73,7 @@ def main() -> None:
         "plan_seconds": plan_s,
         "tick_seconds_total": scan_s + registry_s + partitions_s + plan_s,
     }
-    for key, value in figures.items():
-        print(f"{key:30s} {value:.4f}" if isinstance(value, float) else f"{key:30s} {value}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2))
-    print(f"written {RESULTS}")
+    report("sensor_scan", figures)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ LIGHTCURVER_TEMPLATE = textwrap.dedent(
     roi_deconv_all_iters: 2000
     """
 )
-MINIMAL = {"workdir": "/data/work", "raw_dirs": ["raw"], "ROI": {"Q": {"coordinates": [10.0, -5.0]}}}
+MINIMAL = {"workdir": "/srv/lightcurver", "raw_dirs": ["raw"], "ROI": {"Q": {"coordinates": [10.0, -5.0]}}}
 
 
 def _parse(**values: object) -> LightcurverConfig:
@@ -205,7 +205,7 @@ def test_file_catalog_provider_needs_a_file():
     with pytest.raises(ConfigError, match="gaia_catalog_file"):
         _parse(gaia_provider="file")
     config = _parse(gaia_provider="file", gaia_catalog_file="catalog/gaia.csv")
-    assert config.resolve(config.gaia_catalog_file) == Path("/data/work/catalog/gaia.csv")
+    assert config.resolve(config.gaia_catalog_file) == Path("/srv/lightcurver/catalog/gaia.csv")
 
 
 def test_relative_paths_resolve_against_workdir_and_config_folder(tmp_path):
@@ -250,7 +250,7 @@ def test_unreadable_or_invalid_files(tmp_path):
 
 def test_database_url_default_config_and_environment(monkeypatch):
     monkeypatch.delenv(DATABASE_URL_ENV_VAR, raising=False)
-    assert _parse().science_database_url == "sqlite:////data/work/database.sqlite3"
+    assert _parse().science_database_url == "sqlite:////srv/lightcurver/database.sqlite3"
     url = "postgresql+psycopg2://lc@db/lightcurver"
     assert _parse(database_url=url).science_database_url == url
     monkeypatch.setenv(DATABASE_URL_ENV_VAR, "postgresql+psycopg2://other/db")
