@@ -5,7 +5,7 @@ import dagster as dg
 from lightcurver_dagster.defs.groups import PER_FRAME
 from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
-from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase
+from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase, WorkDirectory
 from lightcurver_ops.db.frames import frame_with_same_content, raw_file_for, upsert_frame
 from lightcurver_ops.frame_import import import_raw_file
 
@@ -21,6 +21,7 @@ def calibrated_frame(
     context: dg.AssetExecutionContext,
     lightcurver_config: LightcurverConfigResource,
     science_database: ScienceDatabase,
+    work_directory: WorkDirectory,
 ) -> dg.MaterializeResult:
     """Raw frame converted to e-/s and sky-subtracted, with its source catalogue, seeing, sky level,
     ellipticity and ephemeris (airmass, Moon, Sun), stored as ``frames/<frame>.fits`` and a row of
@@ -60,8 +61,14 @@ def calibrated_frame(
                 "n_sources": row["n_sources"],
                 "ellipticity": row["ellipticity"],
                 "airmass": row["airmass"],
+                "image": _path_metadata(work_directory, row["image_relpath"]),
+                "sources": _path_metadata(work_directory, row["sources_relpath"]),
                 "source_plot": dg.MetadataValue.path(str(result.plot_path)) if result.plot_path else None,
             },
         )
 
     return materialize_frames(context, import_one)
+
+
+def _path_metadata(work_directory: WorkDirectory, relpath: str | None) -> dg.MetadataValue | None:
+    return dg.MetadataValue.path(str(work_directory.path(relpath))) if relpath else None
