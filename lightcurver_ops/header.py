@@ -106,7 +106,8 @@ def parse_frame_header(parser: HeaderParser, header: Header, frame: Path) -> Fra
             detail = f"missing header key: {exc.args[0] if exc.args else exc}"
         else:
             detail = f"{type(exc).__name__}: {exc}"
-        raise HeaderParserError(frame, f"parse_header failed: {detail}") from exc
+        source = getattr(getattr(parser, "__code__", None), "co_filename", "the header parser")
+        raise HeaderParserError(frame, f"parse_header ({source}) failed: {detail}") from exc
     if not isinstance(values, Mapping):
         raise HeaderParserError(frame, f"parse_header returned {type(values).__name__}, expected a dict")
     filter_name = values.get("filter")

@@ -1,5 +1,6 @@
 """The user's header parser: loaded once, errors naming the file and the frame."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,6 @@ def test_parser_loaded_once_and_reloaded_when_edited(parser_file):
     info = parse_frame_header(first, _header(), FRAME)
     assert (info.mjd, info.gain, info.exptime, info.filter) == (60000.5, 2.0, 300.0, None)
     parser_file.write_text(PARSER.replace('"exptime"', '"filter": "r", "exptime"'))
-    import os
-
     os.utime(parser_file, ns=(1, parser_file.stat().st_mtime_ns + 10**9))
     assert parse_frame_header(load_header_parser(parser_file), _header(), FRAME).filter == "r"
 
@@ -49,6 +48,7 @@ def test_missing_header_key_names_frame_and_key(parser_file):
     assert info.value.path == FRAME
     assert "frame_007.fits" in str(info.value) and "missing header key" in str(info.value)
     assert "GAIN" in str(info.value)
+    assert str(parser_file.resolve()) in str(info.value)
 
 
 @pytest.mark.parametrize(
