@@ -44,7 +44,8 @@ def create_science_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _alembic_config(connection: Connection) -> Config:
+def alembic_config(connection: Connection) -> Config:
+    """Alembic configuration running this package's migrations on ``connection``."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -91,7 +92,7 @@ def migrate(engine: Engine) -> None:
         return
     with engine.connect() as connection, _migration_lock(engine, connection):
         connection.commit()
-        command.upgrade(_alembic_config(connection), "head")
+        command.upgrade(alembic_config(connection), "head")
         connection.commit()
 
 

@@ -2,8 +2,10 @@
 
 Tables and columns follow lightcurver 1.2.4 (so its users' SQL keeps working); ``frames`` also
 carries the Dagster partition key and what the import measured beyond lightcurver, and
-``raw_files`` records which raw file each partition comes from. Later stages add their tables
-through Alembic migrations; this module always describes the head revision.
+``raw_files`` records which raw file each partition comes from, ``frame_wcs`` the solved WCS of
+each frame and ``star_sets`` the selection parameters behind each reference-star set (whose content
+hash is lightcurver's ``combined_footprint_hash``). Later stages add their tables through Alembic
+migrations; this module always describes the head revision.
 """
 
 from sqlalchemy import (
@@ -33,6 +35,7 @@ def _star_set_hash() -> Column:
 
 def _star_id() -> Column:
     return Column("star_gaia_id", String(32), primary_key=True)
+
 
 raw_files = Table(
     "raw_files",
@@ -90,6 +93,17 @@ footprints = Table(
     Column("polygon", Text, nullable=False, comment="JSON list of 4 [ra, dec] corners, deg"),
 )
 
+frame_wcs = Table(
+    "frame_wcs",
+    metadata,
+    _frame_id(),
+    Column("wcs_header", Text, nullable=False, comment="FITS header string of the frame's celestial WCS"),
+    Column("strategy", String(64), nullable=False, comment="how the WCS was obtained"),
+    Column("reference_frame_id", Integer, comment="frame the WCS was adapted from, if any"),
+    Column("n_matches", Integer, comment="sources matched to the reference or catalogue"),
+    Column("rms_pixels", Float, comment="rms of the matched residuals"),
+)
+
 combined_footprint = Table(
     "combined_footprint",
     metadata,
@@ -97,6 +111,15 @@ combined_footprint = Table(
     Column("hash", BigInteger, unique=True),
     Column("largest", Text),
     Column("common", Text),
+)
+
+star_sets = Table(
+    "star_sets",
+    metadata,
+    Column("hash", BigInteger, primary_key=True, comment="content hash of every selection parameter"),
+    Column("parameters", Text, nullable=False, comment="JSON of the selection parameters"),
+    Column("n_stars", Integer, nullable=False),
+    Column("created_mjd", Float, nullable=False),
 )
 
 stars = Table(

@@ -3,11 +3,18 @@
 import threading
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
-from lightcurver_ops.db.engine import create_science_engine, current_revision, head_revision, migrate
+from lightcurver_ops.db.engine import (
+    alembic_config,
+    create_science_engine,
+    current_revision,
+    head_revision,
+    migrate,
+)
 from lightcurver_ops.db.frames import (
     RawFileRecord,
     frame_with_same_content,
@@ -130,3 +137,19 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path):
 def test_sqlite_in_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         create_science_engine(f"sqlite:///{tmp_path / 'no' / 'db.sqlite3'}")
+
+
+def test_database_from_an_older_revision_upgrades_keeping_its_rows(database_url):
+    engine = create_science_engine(database_url)
+    with engine.connect() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+        connection.commit()
+    with engine.begin() as connection:
+        upsert_frame(connection, {"partition_key": "old", "mjd": 59000.0})
+    assert current_revision(engine) == "0001"
+    migrate(engine)
+    assert current_revision(engine) == head_revision()
+    assert {"frame_wcs", "star_sets"} <= set(inspect(engine).get_table_names())
+    with engine.connect() as connection:
+        assert connection.execute(select(frames.c.mjd)).scalars().all() == [59000.0]
+    engine.dispose()
