@@ -44,14 +44,36 @@ def _contiguous_ranges(ordered: Sequence[str], wanted: set[str], size: int) -> l
     return [(keys[0], keys[-1]) for keys in ranges]
 
 
+def _waves(graph) -> list[tuple[bool, list]]:
+    """Asset keys in dependency order, grouped into consecutive per-frame and all-frames waves."""
+    waves: list[tuple[bool, list]] = []
+    for level in graph.toposorted_asset_keys_by_level:
+        for partitioned in (True, False):
+            keys = sorted(
+                (k for k in level if (graph.get(k).partitions_def is not None) == partitioned), key=str
+            )
+            if not keys:
+                continue
+            if waves and waves[-1][0] == partitioned:
+                waves[-1][1].extend(keys)
+            else:
+                waves.append((partitioned, keys))
+    return waves
+
+
 def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
-    """Register every raw frame and materialise all assets in-process; returns the exit status."""
+    """Register every raw frame and materialise all assets in-process; returns the exit status.
+
+    Assets run in waves: per-frame assets over the frames that need them (contiguous ranges, one
+    run each), then the all-frames assets that depend on them, and so on. A frame is processed by
+    a per-frame wave when one of the wave's assets is missing for it, when its raw file changed,
+    or when an earlier wave of this invocation re-processed it.
+    """
     _prepare_environment(config_path)
 
     import dagster as dg
 
     from lightcurver_dagster.definitions import build_definitions
-    from lightcurver_dagster.defs.groups import PER_FRAME
     from lightcurver_dagster.defs.partitions import frames_partitions
     from lightcurver_dagster.defs.sensors import range_run_tags
     from lightcurver_dagster.frame_registry import register_frames
@@ -72,38 +94,33 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
         instance.add_dynamic_partitions(frames_partitions.name, [r.partition_key for r in plan.new])
         rerun.update(r.partition_key for r in plan.changed)
     ordered = instance.get_dynamic_partitions(frames_partitions.name)
-    graph = definitions.resolve_asset_graph()
-    per_frame_keys = [node.key for node in graph.asset_nodes if node.group_name == PER_FRAME]
-    done = set(ordered)
-    for key in per_frame_keys:
-        done &= instance.get_materialized_partitions(key)
-    todo = (set(ordered) - done) | rerun
-    print(f"{len(ordered)} frames registered, {len(todo)} to process")
+    print(f"{len(ordered)} frames registered", flush=True)
 
-    job = definitions.resolve_job_def("per_frame_job")
-    ranges = _contiguous_ranges(ordered, todo, batch_size)
-    for number, (first, last) in enumerate(ranges, start=1):
-        print(f"[{number}/{len(ranges)}] per-frame assets for frames {first} .. {last}", flush=True)
-        result = job.execute_in_process(
-            instance=instance,
-            tags=range_run_tags(first, last),
-            run_config=QUIET_RUN_CONFIG,
-            raise_on_error=False,
-        )
-        if not result.success:
-            print(f"run {result.run_id} failed; see `lightcurver-dagster ui {config_path}`", file=sys.stderr)
-            return 1
-
-    all_frames = [node.key for node in graph.asset_nodes if node.partitions_def is None]
-    if all_frames:
-        print(f"all-frames assets: {', '.join(k.to_user_string() for k in all_frames)}", flush=True)
-        global_job = definitions.resolve_implicit_global_asset_job_def()
-        result = global_job.execute_in_process(
-            instance=instance, asset_selection=all_frames, run_config=QUIET_RUN_CONFIG, raise_on_error=False
-        )
-        if not result.success:
-            print(f"run {result.run_id} failed", file=sys.stderr)
-            return 1
+    job = definitions.resolve_implicit_global_asset_job_def()
+    for partitioned, keys in _waves(definitions.resolve_asset_graph()):
+        names = ", ".join(k.to_user_string() for k in keys)
+        if partitioned:
+            for key in keys:
+                rerun |= set(ordered) - instance.get_materialized_partitions(key)
+            ranges = _contiguous_ranges(ordered, rerun, batch_size)
+            print(f"{names}: {len(rerun)} frames to process", flush=True)
+            runs = [range_run_tags(first, last) for first, last in ranges]
+        else:
+            print(f"{names}", flush=True)
+            runs = [{}]
+        for tags in runs:
+            result = job.execute_in_process(
+                instance=instance,
+                asset_selection=keys,
+                tags=tags,
+                run_config=QUIET_RUN_CONFIG,
+                raise_on_error=False,
+            )
+            if not result.success:
+                print(
+                    f"run {result.run_id} failed; see `lightcurver-dagster ui {config_path}`", file=sys.stderr
+                )
+                return 1
 
     print(frame_summary(engine))
     print(f"products in {config.workdir} (frames/, database at {config.science_database_url})")

@@ -67,3 +67,10 @@ def frame_with_same_content(connection: Connection, sha256: str, partition_key: 
         .scalars()
         .first()
     )
+
+
+def frame_row(connection: Connection, partition_key: str) -> dict[str, Any] | None:
+    """The ``frames`` row of a partition as a dict, or None if the frame was never imported."""
+    row = connection.execute(select(frames).where(frames.c.partition_key == partition_key)).mappings()
+    found = row.first()
+    return dict(found) if found is not None else None

@@ -1,0 +1,43 @@
+"""Declarative automation: when each asset updates by itself, and the sensor that evaluates it.
+
+- All-frames assets follow their frames as soon as any frame updates, even while some frame
+  partitions are missing (plain ``eager()`` would wait forever for a frame that never
+  materialises).
+- Per-frame assets downstream of an all-frames baseline follow their own frame only: a new
+  baseline does not silently reprocess the archive (that is an explicit backfill).
+"""
+
+import dagster as dg
+
+AC = dg.AutomationCondition
+
+
+def follows_frames() -> dg.AutomationCondition:
+    """For an all-frames asset: update after any frame updates, whether or not all frames exist."""
+    return AC.eager().without(~AC.any_deps_missing())
+
+
+def follows_own_frame() -> dg.AutomationCondition:
+    """For a per-frame asset: update when its own frame's upstream updates."""
+    return AC.eager()
+
+
+def follows_own_frame_not(*baselines: str) -> dg.AutomationCondition:
+    """For a per-frame asset: as :func:`follows_own_frame`, ignoring updates of the ``baselines``
+    (all-frames assets) it reads; they must exist, but a new one does not re-run every frame."""
+    ignored = dg.AssetSelection.assets(*baselines)
+    return AC.eager().replace("any_deps_updated", AC.any_deps_updated().ignore(ignored))
+
+
+def when_missing() -> dg.AutomationCondition:
+    """For a baseline: built once when missing (and its inputs exist); rebuilt on demand."""
+    return AC.on_missing()
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "lightcurver_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Materialises the assets whose automation conditions say so (ships running).",
+)
