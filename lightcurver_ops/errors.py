@@ -30,3 +30,16 @@ class FrameError(LightcurverError):
 
 class HeaderParserError(FrameError):
     """The user's ``parse_header`` failed or returned unusable values for a frame."""
+
+
+class CatalogError(LightcurverError):
+    """A star catalogue cannot be read or queried, or too few reference stars pass the selection."""
+
+
+class AstrometryError(LightcurverError):
+    """A frame cannot be plate solved; the message says why.
+
+    Raised for too few sources, no consistent match between two source lists, a degenerate or poor
+    fit, or astrometry.net missing, timing out or finding no solution. Callers record the reason as
+    the frame's elimination comment.
+    """

@@ -19,6 +19,7 @@ from lightcurver_ops.errors import FrameError
 from lightcurver_ops.header import HeaderParser, parse_frame_header
 from lightcurver_ops.ingest import file_sha256
 from lightcurver_ops.plots import plot_sources
+from lightcurver_ops.stages import CALIBRATION, elimination
 
 FRAME_COLUMNS_RESET = (
     "mjd",
@@ -40,6 +41,7 @@ FRAME_COLUMNS_RESET = (
     "azimuth",
     "altitude",
     "comment",
+    "eliminated_stage",
 )
 """Columns an import (re)writes: a re-import never leaves values of an earlier one behind."""
 
@@ -74,8 +76,7 @@ def _base_row(
         "partition_key": partition_key,
         "original_image_path": str(raw_path),
         "raw_sha256": sha256,
-        "eliminated": 0,
-    }
+    } | elimination(CALIBRATION, None)
     telescope = config.telescope
     row |= {
         "telescope_name": telescope.name if telescope else None,
@@ -101,7 +102,7 @@ def eliminated_frame(
 ) -> FrameImport:
     """The outcome for a frame that cannot be used; removes files of an earlier import."""
     _remove_products(config.workdir, partition_key)
-    row = _base_row(config, partition_key, raw_path, sha256) | {"eliminated": 1, "comment": reason}
+    row = _base_row(config, partition_key, raw_path, sha256) | elimination(CALIBRATION, reason)
     return FrameImport(row)
 
 
@@ -180,7 +181,7 @@ def import_frame(
             "sun_altitude": conditions.sun_altitude,
         }
     if row["seeing_pixels"] is None:
-        row |= {"eliminated": 1, "comment": "no stars found to measure the seeing"}
+        row |= elimination(CALIBRATION, "no stars found to measure the seeing")
     plot_path = None
     if config.source_extraction_do_plots:
         title = f"{partition_key}: {calibrated.n_sources} sources, seeing {calibrated.seeing_pixels:.2f} px"

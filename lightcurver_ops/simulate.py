@@ -57,8 +57,13 @@ TRUTH_FILE = "truth.json"
 _J2016_MJD = 57388.5  # MJD (TT) of the Julian epoch J2016.0; the UTC offset is irrelevant here
 _MAS_PER_DEG = 3.6e6
 _R_SDSS_POLYNOMIAL = (-0.09837, 0.08592, 0.1907, -0.1701, 0.02263)  # G - r_sdss in powers of BP-RP
-_TELESCOPE = {"name": "VST", "latitude": -24.6, "longitude": -70.4, "elevation": 2635.0,
-              "imager_name": "OmegaCAM"}
+_TELESCOPE = {
+    "name": "VST",
+    "latitude": -24.6,
+    "longitude": -70.4,
+    "elevation": 2635.0,
+    "imager_name": "OmegaCAM",
+}
 _OVERSAMPLING = 5  # sub-pixels per pixel and axis used to integrate the PSF and the galaxies
 _CAPTURE_TARGET = 0.997  # minimum PSF flux fraction inside a point source's rendered stamp
 _ROI_OFFSET_FRACTION = (0.14, -0.10)  # ROI offset from the frame centre, fraction of (nx, ny)
@@ -521,9 +526,14 @@ class _Psf:
 
 def _psf_from_frame(frame: FrameTruth) -> _Psf:
     """The PSF model of a frame from its truth record."""
-    return _Psf(alpha=frame.moffat_alpha_pixels, beta=frame.moffat_beta, ellipticity=frame.ellipticity,
-                theta=math.radians(frame.position_angle_deg), wing_fraction=frame.wing_fraction,
-                wing_sigma=frame.wing_sigma_pixels)
+    return _Psf(
+        alpha=frame.moffat_alpha_pixels,
+        beta=frame.moffat_beta,
+        ellipticity=frame.ellipticity,
+        theta=math.radians(frame.position_angle_deg),
+        wing_fraction=frame.wing_fraction,
+        wing_sigma=frame.wing_sigma_pixels,
+    )
 
 
 def _point_source_stamps(psf: _Psf, dx: np.ndarray, dy: np.ndarray, half: int) -> np.ndarray:
@@ -541,8 +551,9 @@ def _point_source_stamps(psf: _Psf, dx: np.ndarray, dy: np.ndarray, half: int) -
     return fine.reshape(len(dx), size, k, size, k).sum(axis=(2, 4)) / k**2
 
 
-def psf_stamp(frame: FrameTruth, x_offset: float = 0.0, y_offset: float = 0.0,
-              half_size: int | None = None) -> np.ndarray:
+def psf_stamp(
+    frame: FrameTruth, x_offset: float = 0.0, y_offset: float = 0.0, half_size: int | None = None
+) -> np.ndarray:
     """True pixel-integrated PSF of a frame, exactly as injected for point sources.
 
     Parameters
@@ -575,11 +586,12 @@ def _add_stamps(image: np.ndarray, stamps: np.ndarray, ix: np.ndarray, iy: np.nd
     for stamp, cx, cy in zip(stamps, ix, iy, strict=True):
         x0, x1 = max(cx - half, 0), min(cx + half + 1, nx)
         y0, y1 = max(cy - half, 0), min(cy + half + 1, ny)
-        image[y0:y1, x0:x1] += stamp[y0 - cy + half:y1 - cy + half, x0 - cx + half:x1 - cx + half]
+        image[y0:y1, x0:x1] += stamp[y0 - cy + half : y1 - cy + half, x0 - cx + half : x1 - cx + half]
 
 
-def _render_point_sources(image: np.ndarray, psf: _Psf, half: int, x: np.ndarray, y: np.ndarray,
-                          flux: np.ndarray) -> None:
+def _render_point_sources(
+    image: np.ndarray, psf: _Psf, half: int, x: np.ndarray, y: np.ndarray, flux: np.ndarray
+) -> None:
     """Add point sources of ``flux`` (image units) at pixel positions ``x, y`` to ``image``."""
     ny, nx = image.shape
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
@@ -611,8 +623,16 @@ def _sersic_fine_grid(galaxy: SersicTruth, cd: np.ndarray, dx: float, dy: float,
     return profile * (galaxy.flux_e_per_s / profile.sum())
 
 
-def _render_sersic(image: np.ndarray, psf: _Psf, psf_half: int, galaxy: SersicTruth, x: float, y: float,
-                   cd: np.ndarray, scale: float) -> None:
+def _render_sersic(
+    image: np.ndarray,
+    psf: _Psf,
+    psf_half: int,
+    galaxy: SersicTruth,
+    x: float,
+    y: float,
+    cd: np.ndarray,
+    scale: float,
+) -> None:
     """Add a Sérsic galaxy at pixel ``(x, y)``, convolved with the PSF on the oversampled grid."""
     k = _OVERSAMPLING
     extent = galaxy.truncation_r_eff * galaxy.r_eff_arcsec / math.sqrt(galaxy.axis_ratio) / scale
@@ -631,15 +651,28 @@ def _render_sersic(image: np.ndarray, psf: _Psf, psf_half: int, galaxy: SersicTr
 # Geometry and catalogue
 
 
-def _wcs_header(crval: tuple[float, float], crpix: tuple[float, float], scale: float,
-                rotation_deg: float) -> dict[str, str | int | float]:
+def _wcs_header(
+    crval: tuple[float, float], crpix: tuple[float, float], scale: float, rotation_deg: float
+) -> dict[str, str | int | float]:
     """TAN WCS keywords: north up, east left, rotated by ``rotation_deg`` (CRPIX 1-based)."""
     s = scale / 3600.0
     c, sn = math.cos(math.radians(rotation_deg)), math.sin(math.radians(rotation_deg))
-    return {"WCSAXES": 2, "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CUNIT1": "deg", "CUNIT2": "deg",
-            "CRVAL1": float(crval[0]), "CRVAL2": float(crval[1]),
-            "CRPIX1": float(crpix[0]), "CRPIX2": float(crpix[1]),
-            "CD1_1": -s * c, "CD1_2": s * sn, "CD2_1": s * sn, "CD2_2": s * c, "RADESYS": "ICRS"}
+    return {
+        "WCSAXES": 2,
+        "CTYPE1": "RA---TAN",
+        "CTYPE2": "DEC--TAN",
+        "CUNIT1": "deg",
+        "CUNIT2": "deg",
+        "CRVAL1": float(crval[0]),
+        "CRVAL2": float(crval[1]),
+        "CRPIX1": float(crpix[0]),
+        "CRPIX2": float(crpix[1]),
+        "CD1_1": -s * c,
+        "CD1_2": s * sn,
+        "CD2_1": s * sn,
+        "CD2_2": s * c,
+        "RADESYS": "ICRS",
+    }
 
 
 def _wcs(header: dict[str, str | int | float]) -> WCS:
@@ -657,8 +690,9 @@ def _years_since_ref_epoch(mjd: float | np.ndarray) -> float | np.ndarray:
     return (np.asarray(mjd) - _J2016_MJD) / 365.25
 
 
-def _propagate(ra: np.ndarray, dec: np.ndarray, pmra: np.ndarray, pmdec: np.ndarray,
-               years: float) -> tuple[np.ndarray, np.ndarray]:
+def _propagate(
+    ra: np.ndarray, dec: np.ndarray, pmra: np.ndarray, pmdec: np.ndarray, years: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Move positions (deg) by proper motions (mas/yr) over ``years`` (linear in RA cos Dec, Dec)."""
     dec_new = dec + pmdec * years / _MAS_PER_DEG
     ra_new = ra + pmra * years / _MAS_PER_DEG / np.cos(np.radians(dec))
@@ -702,14 +736,19 @@ def _layout(spec: SimulationSpec) -> _Layout:
     centre = ((spec.nx - 1) / 2.0, (spec.ny - 1) / 2.0)
     roi = (centre[0] + _ROI_OFFSET_FRACTION[0] * spec.nx, centre[1] + _ROI_OFFSET_FRACTION[1] * spec.ny)
     rotation_shift = math.radians(spec.max_rotation_deg) * math.hypot(*centre)
-    return _Layout(nx=spec.nx, ny=spec.ny, roi=roi,
-                   interior_margin=spec.max_jitter_pixels + rotation_shift + _ISOLATION_PIXELS,
-                   disk_radius=_DISK_RADIUS_FRACTION * min(spec.nx, spec.ny),
-                   roi_exclusion=_ROI_EXCLUSION_ARCSEC / spec.pixel_scale)
+    return _Layout(
+        nx=spec.nx,
+        ny=spec.ny,
+        roi=roi,
+        interior_margin=spec.max_jitter_pixels + rotation_shift + _ISOLATION_PIXELS,
+        disk_radius=_DISK_RADIUS_FRACTION * min(spec.nx, spec.ny),
+        roi_exclusion=_ROI_EXCLUSION_ARCSEC / spec.pixel_scale,
+    )
 
 
-def _candidates(rng: np.random.Generator, layout: _Layout, avoid: list[tuple[float, float, float]],
-                in_disk: bool) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(
+    rng: np.random.Generator, layout: _Layout, avoid: list[tuple[float, float, float]], in_disk: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Random positions inside every frame, away from the ROI and outside the ``(x, y, radius)`` discs."""
     x = rng.uniform(0, layout.nx - 1, 256)
     y = rng.uniform(0, layout.ny - 1, 256)
@@ -721,8 +760,9 @@ def _candidates(rng: np.random.Generator, layout: _Layout, avoid: list[tuple[flo
     return x[ok], y[ok]
 
 
-def _place_far(rng: np.random.Generator, layout: _Layout, avoid: list[tuple[float, float, float]]
-               ) -> tuple[float, float]:
+def _place_far(
+    rng: np.random.Generator, layout: _Layout, avoid: list[tuple[float, float, float]]
+) -> tuple[float, float]:
     """The candidate farthest from the ROI and from the centres of ``avoid``."""
     x, y = _candidates(rng, layout, avoid, in_disk=False)
     score = layout.roi_distance(x, y)
@@ -734,8 +774,9 @@ def _place_far(rng: np.random.Generator, layout: _Layout, avoid: list[tuple[floa
     return float(x[i]), float(y[i])
 
 
-def _place_in_disk(rng: np.random.Generator, layout: _Layout, avoid: list[tuple[float, float, float]]
-                   ) -> tuple[float, float]:
+def _place_in_disk(
+    rng: np.random.Generator, layout: _Layout, avoid: list[tuple[float, float, float]]
+) -> tuple[float, float]:
     """A random position inside the ROI disk and every frame, away from the ROI and ``avoid``."""
     for _ in range(200):
         x, y = _candidates(rng, layout, avoid, in_disk=True)
@@ -777,8 +818,9 @@ def _star_colours(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.where(rng.uniform(size=n) < 0.7, blue, red)
 
 
-def _positions(spec: SimulationSpec, layout: _Layout, rng: np.random.Generator
-               ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+def _positions(
+    spec: SimulationSpec, layout: _Layout, rng: np.random.Generator
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Kinds, G magnitudes and reference-pointing pixel positions (at the series mid-epoch).
 
     Order (see the ``_I_*`` indices): the saturated star and the isolated bright star (far from the
@@ -793,10 +835,20 @@ def _positions(spec: SimulationSpec, layout: _Layout, rng: np.random.Generator
     fixed = np.array([(ax, ay) for ax, ay, _ in avoid])
     radius = np.array([r for _, _, r in avoid])
     kinds = ["saturated", "star", "galaxy", "variable"] + ["star"] * (len(fixed) - 4)
-    usable = _USABLE_GMAG[0] + (_USABLE_GMAG[1] - _USABLE_GMAG[0]) * (
-        np.arange(spec.min_usable_stars) + rng.uniform(size=spec.min_usable_stars)) / spec.min_usable_stars
-    gmags = [12.0, rng.uniform(15.2, 15.5), rng.uniform(18.0, 18.6), rng.uniform(17.0, 17.5),
-             *rng.uniform(16.5, 18.0, len(_I_HIGH_PM)), *usable]
+    usable = (
+        _USABLE_GMAG[0]
+        + (_USABLE_GMAG[1] - _USABLE_GMAG[0])
+        * (np.arange(spec.min_usable_stars) + rng.uniform(size=spec.min_usable_stars))
+        / spec.min_usable_stars
+    )
+    gmags = [
+        12.0,
+        rng.uniform(15.2, 15.5),
+        rng.uniform(18.0, 18.6),
+        rng.uniform(17.0, 17.5),
+        *rng.uniform(16.5, 18.0, len(_I_HIGH_PM)),
+        *usable,
+    ]
 
     pad = spec.max_jitter_pixels + 10.0
     area_arcmin2 = (spec.nx + 2 * pad) * (spec.ny + 2 * pad) * (spec.pixel_scale / 60.0) ** 2
@@ -811,8 +863,9 @@ def _positions(spec: SimulationSpec, layout: _Layout, rng: np.random.Generator
     return kinds, all_g, np.concatenate([fixed[:, 0], x]), np.concatenate([fixed[:, 1], y])
 
 
-def _build_catalog(spec: SimulationSpec, layout: _Layout, base_wcs: WCS, mid_mjd: float,
-                   rng: np.random.Generator) -> _Catalog:
+def _build_catalog(
+    spec: SimulationSpec, layout: _Layout, base_wcs: WCS, mid_mjd: float, rng: np.random.Generator
+) -> _Catalog:
     """The Gaia-like catalogue of the field (noise-free magnitudes)."""
     kinds, g, x, y = _positions(spec, layout, rng)
     n = len(kinds)
@@ -838,10 +891,22 @@ def _build_catalog(spec: SimulationSpec, layout: _Layout, base_wcs: WCS, mid_mjd
     ruwe = np.clip(rng.normal(1.0, 0.05, n), 0.8, 1.3)
     excess_noise[_I_GALAXY], excess_noise_sig[_I_GALAXY], ruwe[_I_GALAXY] = 4.5, 35.0, 2.6
     source_id = rng.choice(9 * 10**17, size=n, replace=False) + 10**17
-    return _Catalog(source_id=source_id, kind=kinds, ra=ra, dec=dec, pmra=pmra, pmdec=pmdec,
-                    parallax=parallax, g=g, bp=bp, rp=rp,
-                    flux_over_error=1.0 / (0.4 * math.log(10) * sigma_g),
-                    excess_noise=excess_noise, excess_noise_sig=excess_noise_sig, ruwe=ruwe)
+    return _Catalog(
+        source_id=source_id,
+        kind=kinds,
+        ra=ra,
+        dec=dec,
+        pmra=pmra,
+        pmdec=pmdec,
+        parallax=parallax,
+        g=g,
+        bp=bp,
+        rp=rp,
+        flux_over_error=1.0 / (0.4 * math.log(10) * sigma_g),
+        excess_noise=excess_noise,
+        excess_noise_sig=excess_noise_sig,
+        ruwe=ruwe,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -868,8 +933,14 @@ def _draw_psf(rng: np.random.Generator, fwhm: float) -> _Psf:
     beta = rng.uniform(2.5, 4.0)
     ellipticity = rng.uniform(0.0, 0.15)
     alpha = fwhm / (2.0 * math.sqrt((1.0 - ellipticity) * (2.0 ** (1.0 / beta) - 1.0)))
-    return _Psf(alpha=alpha, beta=beta, ellipticity=ellipticity, theta=rng.uniform(0.0, math.pi),
-                wing_fraction=rng.uniform(0.03, 0.08), wing_sigma=rng.uniform(2.0, 3.0) * fwhm / 2.3548)
+    return _Psf(
+        alpha=alpha,
+        beta=beta,
+        ellipticity=ellipticity,
+        theta=rng.uniform(0.0, math.pi),
+        wing_fraction=rng.uniform(0.03, 0.08),
+        wing_sigma=rng.uniform(2.0, 3.0) * fwhm / 2.3548,
+    )
 
 
 def _draw_conditions(spec: SimulationSpec, index: int, rng: np.random.Generator) -> _Conditions:
@@ -881,28 +952,34 @@ def _draw_conditions(spec: SimulationSpec, index: int, rng: np.random.Generator)
     gradient = sky * rng.uniform(0.02, 0.05) / max(spec.nx, spec.ny)
     return _Conditions(
         mjd=spec.mjd0 + index * spec.cadence_days + rng.uniform(-0.02, 0.02),
-        transparency=rng.uniform(0.7, 1.0), sky=sky,
+        transparency=rng.uniform(0.7, 1.0),
+        sky=sky,
         sky_gradient=(gradient * math.cos(gradient_angle), gradient * math.sin(gradient_angle)),
-        psf=psf, moffat_fwhm=fwhm,
+        psf=psf,
+        moffat_fwhm=fwhm,
         jitter=(rng.uniform(-1, 1) * spec.max_jitter_pixels, rng.uniform(-1, 1) * spec.max_jitter_pixels),
         rotation_deg=rng.uniform(-1, 1) * spec.max_rotation_deg,
-        bad_column_offset=rng.uniform(1000.0, 3000.0))
+        bad_column_offset=rng.uniform(1000.0, 3000.0),
+    )
 
 
-def _smooth_curve(rng: np.random.Generator, t: np.ndarray, span: float, periods: tuple[float, float],
-                  amplitude: float) -> np.ndarray:
+def _smooth_curve(
+    rng: np.random.Generator, t: np.ndarray, span: float, periods: tuple[float, float], amplitude: float
+) -> np.ndarray:
     """Zero-mean sum of three random sinusoids, periods in units of ``span``, peak-to-peak ``amplitude``."""
     period = rng.uniform(*periods, 3) * span
     phase = rng.uniform(0.0, 2.0 * math.pi, 3)
     weight = rng.uniform(0.3, 1.0, 3)
-    curve = np.sum(weight[:, None] * np.sin(2.0 * math.pi * t[None, :] / period[:, None] + phase[:, None]),
-                   axis=0)
+    curve = np.sum(
+        weight[:, None] * np.sin(2.0 * math.pi * t[None, :] / period[:, None] + phase[:, None]), axis=0
+    )
     curve -= curve.mean()
     return curve * (amplitude / np.ptp(curve)) if np.ptp(curve) > 0 else curve
 
 
-def _quasar_images(spec: SimulationSpec, mjds: np.ndarray, rng: np.random.Generator
-                   ) -> list[QuasarImageTruth]:
+def _quasar_images(
+    spec: SimulationSpec, mjds: np.ndarray, rng: np.random.Generator
+) -> list[QuasarImageTruth]:
     """Quasar image positions and light curves; pixel positions are left empty."""
     indices = _QUASAR_IMAGE_SUBSETS[spec.n_quasar_images]
     delays = np.array([_QUASAR_DELAYS_DAYS[i] for i in indices])
@@ -918,13 +995,22 @@ def _quasar_images(spec: SimulationSpec, mjds: np.ndarray, rng: np.random.Genera
         micro += _smooth_curve(rng, t, span, (0.5, 1.5), rng.uniform(0.01, 0.03))
         mag = _QUASAR_A_MAG + _QUASAR_MAG_OFFSETS[i] + intrinsic[n] + micro
         east, north = _QUASAR_OFFSETS_ARCSEC[i]
-        images.append(QuasarImageTruth(
-            label="ABCD"[n], ra=spec.ra0 + east / 3600.0 / cos_dec, dec=spec.dec0 + north / 3600.0,
-            offset_arcsec=[east, north], delay_days=float(delays[n]),
-            magnification_mag=_QUASAR_MAG_OFFSETS[i],
-            mag_per_frame=mag.tolist(), flux_e_per_s_per_frame=_flux_from_mag(mag, spec.zero_point).tolist(),
-            intrinsic_mag_per_frame=intrinsic[n].tolist(), microlensing_mag_per_frame=micro.tolist(),
-            x_pixels=[], y_pixels=[]))
+        images.append(
+            QuasarImageTruth(
+                label="ABCD"[n],
+                ra=spec.ra0 + east / 3600.0 / cos_dec,
+                dec=spec.dec0 + north / 3600.0,
+                offset_arcsec=[east, north],
+                delay_days=float(delays[n]),
+                magnification_mag=_QUASAR_MAG_OFFSETS[i],
+                mag_per_frame=mag.tolist(),
+                flux_e_per_s_per_frame=_flux_from_mag(mag, spec.zero_point).tolist(),
+                intrinsic_mag_per_frame=intrinsic[n].tolist(),
+                microlensing_mag_per_frame=micro.tolist(),
+                x_pixels=[],
+                y_pixels=[],
+            )
+        )
     return images
 
 
@@ -940,8 +1026,12 @@ def _cosmic_ray_hit(rng: np.random.Generator, x0: int, y0: int) -> np.ndarray:
     return np.array([x0, y0]) + np.arange(rng.integers(1, 5))[:, None] * step
 
 
-def _cosmic_rays(rng: np.random.Generator, shape: tuple[int, int], avoid: list[tuple[float, float, float]],
-                 near: tuple[float, float] | None) -> np.ndarray:
+def _cosmic_rays(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    avoid: list[tuple[float, float, float]],
+    near: tuple[float, float] | None,
+) -> np.ndarray:
     """Unique cosmic-ray pixels ``(k, 2)`` as ``[x, y]``, avoiding discs ``(x, y, radius)``.
 
     One extra hit starts 3-5 pixels from ``near`` when given.
@@ -951,8 +1041,11 @@ def _cosmic_rays(rng: np.random.Generator, shape: tuple[int, int], avoid: list[t
     hits = []
     if near is not None:
         angle, radius = rng.uniform(0.0, 2.0 * math.pi), rng.uniform(3.0, 5.0)
-        hits.append(_cosmic_ray_hit(rng, round(near[0] + radius * math.cos(angle)),
-                                    round(near[1] + radius * math.sin(angle))))
+        hits.append(
+            _cosmic_ray_hit(
+                rng, round(near[0] + radius * math.cos(angle)), round(near[1] + radius * math.sin(angle))
+            )
+        )
     while len(hits) < n_hits + (near is not None):
         hit = _cosmic_ray_hit(rng, int(rng.integers(2, nx - 3)), int(rng.integers(2, ny - 3)))
         if all(np.hypot(hit[:, 0] - ax, hit[:, 1] - ay).min() > r for ax, ay, r in avoid):
@@ -980,16 +1073,42 @@ def _expose(spec: SimulationSpec, model: np.ndarray, rng: np.random.Generator) -
 # Output files
 
 
-_CATALOG_COLUMNS = ("source_id", "ra", "dec", "ref_epoch", "pmra", "pmdec", "parallax", "phot_g_mean_mag",
-                    "phot_bp_mean_mag", "phot_rp_mean_mag", "phot_g_mean_flux_over_error",
-                    "astrometric_excess_noise", "astrometric_excess_noise_sig", "ruwe")
+_CATALOG_COLUMNS = (
+    "source_id",
+    "ra",
+    "dec",
+    "ref_epoch",
+    "pmra",
+    "pmdec",
+    "parallax",
+    "phot_g_mean_mag",
+    "phot_bp_mean_mag",
+    "phot_rp_mean_mag",
+    "phot_g_mean_flux_over_error",
+    "astrometric_excess_noise",
+    "astrometric_excess_noise_sig",
+    "ruwe",
+)
 
 
 def _write_catalog(path: Path, cat: _Catalog) -> None:
     """Write the catalogue as CSV with Gaia DR3 column names, sorted by source_id."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = (cat.ra, cat.dec, np.full(len(cat.ra), GAIA_REF_EPOCH), cat.pmra, cat.pmdec, cat.parallax,
-               cat.g, cat.bp, cat.rp, cat.flux_over_error, cat.excess_noise, cat.excess_noise_sig, cat.ruwe)
+    columns = (
+        cat.ra,
+        cat.dec,
+        np.full(len(cat.ra), GAIA_REF_EPOCH),
+        cat.pmra,
+        cat.pmdec,
+        cat.parallax,
+        cat.g,
+        cat.bp,
+        cat.rp,
+        cat.flux_over_error,
+        cat.excess_noise,
+        cat.excess_noise_sig,
+        cat.ruwe,
+    )
     lines = [",".join(_CATALOG_COLUMNS)]
     for i in np.argsort(cat.source_id):
         lines.append(",".join([str(int(cat.source_id[i]))] + [repr(float(col[i])) for col in columns]))
@@ -1015,8 +1134,9 @@ def _stamp_size(arcsec: float, scale: float) -> int:
     return 2 * round(arcsec / scale / 2.0)
 
 
-def _config(spec: SimulationSpec, out_dir: Path, disk_radius_arcsec: float,
-            quasars: list[QuasarImageTruth]) -> dict[str, object]:
+def _config(
+    spec: SimulationSpec, out_dir: Path, disk_radius_arcsec: float, quasars: list[QuasarImageTruth]
+) -> dict[str, object]:
     """The lightcurver config, keys in the order of the template (spec §8) plus two extensions."""
     return {
         "workdir": str(out_dir),
@@ -1131,29 +1251,50 @@ def _validate(spec: SimulationSpec) -> None:
         raise ValueError(f"frames must be at least 256x256 pixels, got {spec.nx}x{spec.ny}")
 
 
-def _frame_truth(spec: SimulationSpec, index: int, cond: _Conditions, header: dict[str, str | int | float],
-                 roi_pixel: tuple[float, float], cosmic_pixels: np.ndarray, near_star: int | None,
-                 bad_column: int, quasars: list[QuasarImageTruth]) -> FrameTruth:
+def _frame_truth(
+    spec: SimulationSpec,
+    index: int,
+    cond: _Conditions,
+    header: dict[str, str | int | float],
+    roi_pixel: tuple[float, float],
+    cosmic_pixels: np.ndarray,
+    near_star: int | None,
+    bad_column: int,
+    quasars: list[QuasarImageTruth],
+) -> FrameTruth:
     """Assemble a frame's truth record."""
     psf = cond.psf
     half = psf.stamp_half_size()
     fwhm = psf.effective_fwhm()
     return FrameTruth(
-        index=index, file_name=f"frame_{index + 1:04d}.fits", mjd=float(cond.mjd),
-        date_obs=Time(cond.mjd, format="mjd", scale="utc").isot, transparency=float(cond.transparency),
+        index=index,
+        file_name=f"frame_{index + 1:04d}.fits",
+        mjd=float(cond.mjd),
+        date_obs=Time(cond.mjd, format="mjd", scale="utc").isot,
+        transparency=float(cond.transparency),
         zero_point=spec.zero_point + 2.5 * math.log10(cond.transparency),
-        seeing_fwhm_pixels=fwhm, seeing_fwhm_arcsec=fwhm * spec.pixel_scale,
-        moffat_fwhm_pixels=float(cond.moffat_fwhm), moffat_alpha_pixels=psf.alpha, moffat_beta=psf.beta,
-        ellipticity=psf.ellipticity, position_angle_deg=math.degrees(psf.theta),
-        wing_fraction=psf.wing_fraction, wing_sigma_pixels=psf.wing_sigma, psf_stamp_half_size=half,
+        seeing_fwhm_pixels=fwhm,
+        seeing_fwhm_arcsec=fwhm * spec.pixel_scale,
+        moffat_fwhm_pixels=float(cond.moffat_fwhm),
+        moffat_alpha_pixels=psf.alpha,
+        moffat_beta=psf.beta,
+        ellipticity=psf.ellipticity,
+        position_angle_deg=math.degrees(psf.theta),
+        wing_fraction=psf.wing_fraction,
+        wing_sigma_pixels=psf.wing_sigma,
+        psf_stamp_half_size=half,
         psf_captured_fraction=float(_point_source_stamps(psf, np.zeros(1), np.zeros(1), half).sum()),
         sky_level_e_per_s=float(cond.sky),
         sky_gradient_e_per_s_per_pixel=[float(g) for g in cond.sky_gradient],
-        pointing_offset_pixels=[float(j) for j in cond.jitter], rotation_deg=float(cond.rotation_deg),
-        wcs_header=header, roi_pixel=[float(roi_pixel[0]), float(roi_pixel[1])],
+        pointing_offset_pixels=[float(j) for j in cond.jitter],
+        rotation_deg=float(cond.rotation_deg),
+        wcs_header=header,
+        roi_pixel=[float(roi_pixel[0]), float(roi_pixel[1])],
         cosmic_ray_pixels=[[int(px), int(py)] for px, py in cosmic_pixels],
-        cosmic_ray_near_star_source_id=near_star, bad_column_x=bad_column,
-        quasar_fluxes_e_per_s={q.label: q.flux_e_per_s_per_frame[index] for q in quasars})
+        cosmic_ray_near_star_source_id=near_star,
+        bad_column_x=bad_column,
+        quasar_fluxes_e_per_s={q.label: q.flux_e_per_s_per_frame[index] for q in quasars},
+    )
 
 
 @dataclass(frozen=True)
@@ -1183,8 +1324,9 @@ def _bad_column(spec: SimulationSpec, layout: _Layout, isolated_x: float, rng: n
     return int(rng.choice(columns[ok]))
 
 
-def _build_scene(spec: SimulationSpec, conditions: list[_Conditions], seeds: list[np.random.SeedSequence]
-                 ) -> _Scene:
+def _build_scene(
+    spec: SimulationSpec, conditions: list[_Conditions], seeds: list[np.random.SeedSequence]
+) -> _Scene:
     """Catalogue, quasar, galaxies, variable star and bad column."""
     layout = _layout(spec)
     centre = ((spec.nx + 1) / 2.0, (spec.ny + 1) / 2.0)
@@ -1198,40 +1340,78 @@ def _build_scene(spec: SimulationSpec, conditions: list[_Conditions], seeds: lis
     r_mag = _r_sdss_from_gaia(cat.g, cat.bp, cat.rp)
     mean_flux = _flux_from_mag(r_mag, spec.zero_point)
     quasars = _quasar_images(spec, mjds, quasar_rng)
-    lens = SersicTruth(source_id=None, ra=spec.ra0, dec=spec.dec0,
-                       flux_e_per_s=float(_flux_from_mag(19.6, spec.zero_point)), r_sdss_mag=19.6,
-                       sersic_index=4.0, r_eff_arcsec=0.6, axis_ratio=0.8,
-                       position_angle_deg=float(quasar_rng.uniform(0.0, 180.0)), truncation_r_eff=8.0)
-    field_galaxy = SersicTruth(source_id=int(cat.source_id[_I_GALAXY]), ra=float(cat.ra[_I_GALAXY]),
-                               dec=float(cat.dec[_I_GALAXY]), flux_e_per_s=float(mean_flux[_I_GALAXY]),
-                               r_sdss_mag=float(r_mag[_I_GALAXY]), sersic_index=1.5, r_eff_arcsec=0.9,
-                               axis_ratio=float(field_rng.uniform(0.5, 0.7)),
-                               position_angle_deg=float(field_rng.uniform(0.0, 180.0)), truncation_r_eff=8.0)
-    variable = VariableTruth(source_id=int(cat.source_id[_I_VARIABLE]),
-                             period_days=float(field_rng.uniform(2.0, 6.0)),
-                             semi_amplitude=float(field_rng.uniform(0.07, 0.10)),
-                             phase_rad=float(field_rng.uniform(0.0, 2.0 * math.pi)))
+    lens = SersicTruth(
+        source_id=None,
+        ra=spec.ra0,
+        dec=spec.dec0,
+        flux_e_per_s=float(_flux_from_mag(19.6, spec.zero_point)),
+        r_sdss_mag=19.6,
+        sersic_index=4.0,
+        r_eff_arcsec=0.6,
+        axis_ratio=0.8,
+        position_angle_deg=float(quasar_rng.uniform(0.0, 180.0)),
+        truncation_r_eff=8.0,
+    )
+    field_galaxy = SersicTruth(
+        source_id=int(cat.source_id[_I_GALAXY]),
+        ra=float(cat.ra[_I_GALAXY]),
+        dec=float(cat.dec[_I_GALAXY]),
+        flux_e_per_s=float(mean_flux[_I_GALAXY]),
+        r_sdss_mag=float(r_mag[_I_GALAXY]),
+        sersic_index=1.5,
+        r_eff_arcsec=0.9,
+        axis_ratio=float(field_rng.uniform(0.5, 0.7)),
+        position_angle_deg=float(field_rng.uniform(0.0, 180.0)),
+        truncation_r_eff=8.0,
+    )
+    variable = VariableTruth(
+        source_id=int(cat.source_id[_I_VARIABLE]),
+        period_days=float(field_rng.uniform(2.0, 6.0)),
+        semi_amplitude=float(field_rng.uniform(0.07, 0.10)),
+        phase_rad=float(field_rng.uniform(0.0, 2.0 * math.pi)),
+    )
     flux_per_frame = np.repeat(mean_flux[:, None], spec.n_frames, axis=1)
     flux_per_frame[_I_VARIABLE] *= 1.0 + variable.semi_amplitude * np.sin(
-        2.0 * math.pi * (mjds - spec.mjd0) / variable.period_days + variable.phase_rad)
+        2.0 * math.pi * (mjds - spec.mjd0) / variable.period_days + variable.phase_rad
+    )
     isolated_x, _ = base_wcs.world_to_pixel_values(cat.ra[_I_ISOLATED], cat.dec[_I_ISOLATED])
     bad_column = _bad_column(spec, layout, float(isolated_x), detector_rng)
-    return _Scene(spec=spec, layout=layout, base_wcs=base_wcs, cat=cat, r_mag=r_mag,
-                  flux_per_frame=flux_per_frame, quasars=quasars, lens=lens, field_galaxy=field_galaxy,
-                  variable=variable, bad_column=bad_column)
+    return _Scene(
+        spec=spec,
+        layout=layout,
+        base_wcs=base_wcs,
+        cat=cat,
+        r_mag=r_mag,
+        flux_per_frame=flux_per_frame,
+        quasars=quasars,
+        lens=lens,
+        field_galaxy=field_galaxy,
+        variable=variable,
+        bad_column=bad_column,
+    )
 
 
 def _frame_wcs_header(scene: _Scene, cond: _Conditions) -> dict[str, str | int | float]:
     """True WCS of a frame: the reference pointing moved by the jitter and rotated."""
     spec = scene.spec
     centre = ((spec.nx + 1) / 2.0, (spec.ny + 1) / 2.0)
-    crval = scene.base_wcs.pixel_to_world_values(centre[0] - 1 + cond.jitter[0],
-                                                 centre[1] - 1 + cond.jitter[1])
+    crval = scene.base_wcs.pixel_to_world_values(
+        centre[0] - 1 + cond.jitter[0], centre[1] - 1 + cond.jitter[1]
+    )
     return _wcs_header(crval, centre, spec.pixel_scale, cond.rotation_deg)
 
 
-def _render_model(scene: _Scene, index: int, cond: _Conditions, wcs: WCS, cd: np.ndarray, x: np.ndarray,
-                  y: np.ndarray, qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+def _render_model(
+    scene: _Scene,
+    index: int,
+    cond: _Conditions,
+    wcs: WCS,
+    cd: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    qx: np.ndarray,
+    qy: np.ndarray,
+) -> np.ndarray:
     """Expected signal of a frame (e-/s/pixel): sources times transparency, plus sky."""
     spec = scene.spec
     psf, half = cond.psf, cond.psf.stamp_half_size()
@@ -1239,10 +1419,12 @@ def _render_model(scene: _Scene, index: int, cond: _Conditions, wcs: WCS, cd: np
     point = np.array(scene.cat.kind) != "galaxy"
     quasar_flux = [q.flux_e_per_s_per_frame[index] for q in scene.quasars]
     flux = np.concatenate([scene.flux_per_frame[point, index], quasar_flux])
-    _render_point_sources(model, psf, half, np.concatenate([x[point], qx]), np.concatenate([y[point], qy]),
-                          flux)
-    _render_sersic(model, psf, half, scene.field_galaxy, float(x[_I_GALAXY]), float(y[_I_GALAXY]), cd,
-                   spec.pixel_scale)
+    _render_point_sources(
+        model, psf, half, np.concatenate([x[point], qx]), np.concatenate([y[point], qy]), flux
+    )
+    _render_sersic(
+        model, psf, half, scene.field_galaxy, float(x[_I_GALAXY]), float(y[_I_GALAXY]), cd, spec.pixel_scale
+    )
     lens_x, lens_y = wcs.world_to_pixel_values(scene.lens.ra, scene.lens.dec)
     _render_sersic(model, psf, half, scene.lens, float(lens_x), float(lens_y), cd, spec.pixel_scale)
     model *= cond.transparency
@@ -1261,8 +1443,9 @@ def _near_star_candidates(scene: _Scene, x: np.ndarray, y: np.ndarray) -> np.nda
     return np.flatnonzero(star & (cat.g >= 16.0) & (cat.g <= 18.5) & slow & inside & far)
 
 
-def _simulate_frame(scene: _Scene, index: int, cond: _Conditions, rng: np.random.Generator
-                    ) -> tuple[FrameTruth, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _simulate_frame(
+    scene: _Scene, index: int, cond: _Conditions, rng: np.random.Generator
+) -> tuple[FrameTruth, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Render, expose and damage one frame.
 
     Returns
@@ -1284,18 +1467,28 @@ def _simulate_frame(scene: _Scene, index: int, cond: _Conditions, rng: np.random
     candidates = _near_star_candidates(scene, x, y)
     if index in {0, spec.n_frames // 2} and candidates.size:
         near_star = int(rng.choice(candidates))
-    avoid = [(roi_x, roi_y, _CR_ROI_AVOID_PIXELS),
-             (float(x[_I_SATURATED]), float(y[_I_SATURATED]), _CR_SATURATED_AVOID_PIXELS),
-             (float(x[_I_ISOLATED]), float(y[_I_ISOLATED]), _CR_ISOLATED_AVOID_PIXELS)]
+    avoid = [
+        (roi_x, roi_y, _CR_ROI_AVOID_PIXELS),
+        (float(x[_I_SATURATED]), float(y[_I_SATURATED]), _CR_SATURATED_AVOID_PIXELS),
+        (float(x[_I_ISOLATED]), float(y[_I_ISOLATED]), _CR_ISOLATED_AVOID_PIXELS),
+    ]
     near = None if near_star is None else (float(x[near_star]), float(y[near_star]))
     cosmic_pixels = _cosmic_rays(rng, (spec.ny, spec.nx), avoid, near)
     data[cosmic_pixels[:, 1], cosmic_pixels[:, 0]] += rng.uniform(*_CR_ADU, len(cosmic_pixels))
     data[:, scene.bad_column] += cond.bad_column_offset * (1.0 + rng.normal(0.0, 0.1, spec.ny))
     np.minimum(data, spec.saturation_adu, out=data)
 
-    frame = _frame_truth(spec, index, cond, header, (roi_x, roi_y), cosmic_pixels,
-                         None if near_star is None else int(cat.source_id[near_star]), scene.bad_column,
-                         scene.quasars)
+    frame = _frame_truth(
+        spec,
+        index,
+        cond,
+        header,
+        (roi_x, roi_y),
+        cosmic_pixels,
+        None if near_star is None else int(cat.source_id[near_star]),
+        scene.bad_column,
+        scene.quasars,
+    )
     return frame, data, x, y, qx, qy
 
 
@@ -1303,13 +1496,26 @@ def _source_truths(scene: _Scene, xs: list[np.ndarray], ys: list[np.ndarray]) ->
     """Truth records of the catalogue sources, with their per-frame positions."""
     cat = scene.cat
     mean_flux = _flux_from_mag(scene.r_mag, scene.spec.zero_point)
-    return [SourceTruth(
-        source_id=int(cat.source_id[i]), kind=cat.kind[i], ra=float(cat.ra[i]), dec=float(cat.dec[i]),
-        pmra=float(cat.pmra[i]), pmdec=float(cat.pmdec[i]), parallax=float(cat.parallax[i]),
-        g_mag=float(cat.g[i]), bp_mag=float(cat.bp[i]),
-        rp_mag=float(cat.rp[i]), r_sdss_mag=float(scene.r_mag[i]), flux_e_per_s=float(mean_flux[i]),
-        flux_e_per_s_per_frame=scene.flux_per_frame[i].tolist(),
-        x_pixels=[float(x[i]) for x in xs], y_pixels=[float(y[i]) for y in ys]) for i in range(len(cat.kind))]
+    return [
+        SourceTruth(
+            source_id=int(cat.source_id[i]),
+            kind=cat.kind[i],
+            ra=float(cat.ra[i]),
+            dec=float(cat.dec[i]),
+            pmra=float(cat.pmra[i]),
+            pmdec=float(cat.pmdec[i]),
+            parallax=float(cat.parallax[i]),
+            g_mag=float(cat.g[i]),
+            bp_mag=float(cat.bp[i]),
+            rp_mag=float(cat.rp[i]),
+            r_sdss_mag=float(scene.r_mag[i]),
+            flux_e_per_s=float(mean_flux[i]),
+            flux_e_per_s_per_frame=scene.flux_per_frame[i].tolist(),
+            x_pixels=[float(x[i]) for x in xs],
+            y_pixels=[float(y[i]) for y in ys],
+        )
+        for i in range(len(cat.kind))
+    ]
 
 
 def _write_workdir(out_dir: Path, truth: SimulationTruth, cat: _Catalog) -> None:
@@ -1355,22 +1561,36 @@ def simulate_dataset(out_dir: Path, spec: SimulationSpec = SimulationSpec()) -> 
     for index, (cond, frame_ss) in enumerate(zip(conditions, frames_ss.spawn(spec.n_frames), strict=True)):
         frame, data, x, y, qx, qy = _simulate_frame(scene, index, cond, np.random.default_rng(frame_ss))
         fits.PrimaryHDU(data.astype(np.float32), header=_frame_header(spec, frame)).writeto(
-            raw_dir / frame.file_name, overwrite=True)
+            raw_dir / frame.file_name, overwrite=True
+        )
         frames.append(frame)
         xs.append(x)
         ys.append(y)
         qxs.append(qx)
         qys.append(qy)
 
-    quasars = [replace(q, x_pixels=[float(qx[n]) for qx in qxs], y_pixels=[float(qy[n]) for qy in qys])
-               for n, q in enumerate(scene.quasars)]
+    quasars = [
+        replace(q, x_pixels=[float(qx[n]) for qx in qxs], y_pixels=[float(qy[n]) for qy in qys])
+        for n, q in enumerate(scene.quasars)
+    ]
     truth = SimulationTruth(
-        spec=spec, zero_point=spec.zero_point, photometric_band=PHOTOMETRIC_BAND, ref_epoch=GAIA_REF_EPOCH,
-        roi_name=ROI_NAME, roi_ra=spec.ra0, roi_dec=spec.dec0,
+        spec=spec,
+        zero_point=spec.zero_point,
+        photometric_band=PHOTOMETRIC_BAND,
+        ref_epoch=GAIA_REF_EPOCH,
+        roi_name=ROI_NAME,
+        roi_ra=spec.ra0,
+        roi_dec=spec.dec0,
         roi_disk_radius_arcsec=round(scene.layout.disk_radius * spec.pixel_scale, 1),
-        bad_column_x=scene.bad_column, frames=frames, sources=_source_truths(scene, xs, ys),
-        quasar_images=quasars, lens_galaxy=scene.lens, field_galaxy=scene.field_galaxy,
-        variable_star=scene.variable, isolated_star_source_id=int(scene.cat.source_id[_I_ISOLATED]))
+        bad_column_x=scene.bad_column,
+        frames=frames,
+        sources=_source_truths(scene, xs, ys),
+        quasar_images=quasars,
+        lens_galaxy=scene.lens,
+        field_galaxy=scene.field_galaxy,
+        variable_star=scene.variable,
+        isolated_star_source_id=int(scene.cat.source_id[_I_ISOLATED]),
+    )
     _write_workdir(out_dir, truth, scene.cat)
     return truth
 
@@ -1390,13 +1610,15 @@ def load_truth(out_dir: Path) -> SimulationTruth:
     """
     raw = json.loads((Path(out_dir) / TRUTH_FILE).read_text())
     spec = SimulationSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["spec"].items()})
-    return SimulationTruth(**{
-        **raw,
-        "spec": spec,
-        "frames": [FrameTruth(**f) for f in raw["frames"]],
-        "sources": [SourceTruth(**s) for s in raw["sources"]],
-        "quasar_images": [QuasarImageTruth(**q) for q in raw["quasar_images"]],
-        "lens_galaxy": SersicTruth(**raw["lens_galaxy"]),
-        "field_galaxy": SersicTruth(**raw["field_galaxy"]),
-        "variable_star": VariableTruth(**raw["variable_star"]),
-    })
+    return SimulationTruth(
+        **{
+            **raw,
+            "spec": spec,
+            "frames": [FrameTruth(**f) for f in raw["frames"]],
+            "sources": [SourceTruth(**s) for s in raw["sources"]],
+            "quasar_images": [QuasarImageTruth(**q) for q in raw["quasar_images"]],
+            "lens_galaxy": SersicTruth(**raw["lens_galaxy"]),
+            "field_galaxy": SersicTruth(**raw["field_galaxy"]),
+            "variable_star": VariableTruth(**raw["variable_star"]),
+        }
+    )

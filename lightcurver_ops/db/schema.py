@@ -82,6 +82,9 @@ frames = Table(
     Column("azimuth", Float, comment="deg, target"),
     Column("altitude", Float, comment="deg, target"),
     Column("comment", Text),
+    Column(
+        "eliminated_stage", String(64), comment="the asset that eliminated the frame (lightcurver-dagster)"
+    ),
     Column("roi_in_footprint", Integer, server_default=text("0")),
     Column("angle_to_north", Float, server_default=text("0.0")),
 )

@@ -1,8 +1,9 @@
-"""Solved WCS per frame (frame_wcs) and the parameters of each reference-star set (star_sets).
+"""Solved WCS per frame (frame_wcs), the parameters of each reference-star set (star_sets),
+and the stage that eliminated a frame (frames.eliminated_stage).
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-24 02:31:16.485655
+Create Date: 2026-11-24 02:33:39.542125
 """
 
 from collections.abc import Sequence
@@ -50,8 +51,20 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("frame_id"),
     )
+    with op.batch_alter_table("frames", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "eliminated_stage",
+                sa.String(length=64),
+                nullable=True,
+                comment="the asset that eliminated the frame (lightcurver-dagster)",
+            )
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("frames", schema=None) as batch_op:
+        batch_op.drop_column("eliminated_stage")
+
     op.drop_table("frame_wcs")
     op.drop_table("star_sets")
