@@ -17,3 +17,14 @@ def sources_relpath(partition_key: str) -> str:
 def source_plot_relpath(partition_key: str) -> str:
     """Diagnostic plot of the detected sources."""
     return f"{PLOTS_DIR}/source_extraction/{partition_key}.jpg"
+
+
+def cutouts_relpath(partition_key: str) -> str:
+    """HDF5 file of a frame's stamps (stars and ROI)."""
+    return f"cutouts/{partition_key}.h5"
+
+
+FOOTPRINTS_PLOT = f"{PLOTS_DIR}/footprints.png"
+STARS_PLOT = f"{PLOTS_DIR}/footprints_with_stars.png"
+REGIONS_EXPORT = "regions.h5"
+"""All stamps in lightcurver's ``regions.h5`` layout, for notebooks."""
