@@ -33,7 +33,7 @@ from lightcurver_ops._checks import check_non_negative_int, check_positive
 from lightcurver_ops.background import estimate_background
 from lightcurver_ops.errors import FrameError
 from lightcurver_ops.seeing import measure_seeing
-from lightcurver_ops.sources import extract_sources
+from lightcurver_ops.sources import add_windowed_positions, extract_sources
 
 # Keywords describing the layout of the raw HDU; they no longer apply to the float image we return.
 _STRUCTURAL_KEY = re.compile(
@@ -345,6 +345,7 @@ def calibrate_frame(
         # Above-sky saturation level; a value at or below the sky means every star is saturated.
         saturation = max(saturation_adu * gain / exptime - background.level, np.finfo(float).tiny)
     seeing = measure_seeing(image_sub, sources, background.rms, saturation=saturation)
+    add_windowed_positions(image_sub, sources, seeing.fwhm_pixels)
 
     header = raw.header.copy()
     header["BUNIT"] = ("ELPERSEC", "electrons per second")

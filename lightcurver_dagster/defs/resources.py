@@ -1,15 +1,19 @@
-"""Resources, built in one place: the lightcurver config, the science database, the work directory.
+"""Resources, built in one place: the lightcurver config, the science database, the work directory,
+the star catalogue.
 
 The config file comes from ``LIGHTCURVER_CONFIG`` (resolved when a run or sensor starts, so the
 code location loads without it). The science database URL comes from ``LIGHTCURVER_DATABASE_URL``,
 else the config's ``database_url``, else SQLite at ``<workdir>/database.sqlite3``.
 """
 
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
+from astropy.table import Table
 from sqlalchemy import Engine
 
+from lightcurver_ops.catalog import Region, query_gaia, read_catalog_file
 from lightcurver_ops.config import CONFIG_ENV_VAR, LightcurverConfig, load_config
 from lightcurver_ops.db.engine import open_science_database
 from lightcurver_ops.header import HeaderParser, load_header_parser
@@ -73,4 +77,27 @@ def build_resources(config_path: str | None = None) -> dict[str, dg.Configurable
         "lightcurver_config": config,
         "work_directory": WorkDirectory(config=config),
         "science_database": ScienceDatabase(config=config),
+        "star_catalog": StarCatalog(config=config),
     }
+
+
+class StarCatalog(dg.ConfigurableResource):
+    """Gaia DR3 stars by the config's ``gaia_provider``: the Gaia archive or VizieR online (through
+    astroquery, with retries), or a local catalogue file (``gaia_provider: file`` with
+    ``gaia_catalog_file``) for observatories without network and for tests."""
+
+    config: LightcurverConfigResource
+
+    def stars_in(self, region: Region) -> Table:
+        """Catalogue stars inside ``region`` with Gaia DR3 column names, no quality cut applied."""
+        config = self.config.load()
+        if config.gaia_provider == "file":
+            path = config.resolve(config.gaia_catalog_file)
+            table = _read_catalog_cached(str(path), path.stat().st_mtime_ns)
+            return table[region.contains(table["ra"], table["dec"])]
+        return query_gaia(region, provider=config.gaia_provider)
+
+
+@lru_cache(maxsize=4)
+def _read_catalog_cached(path: str, mtime_ns: int) -> Table:
+    return read_catalog_file(Path(path))

@@ -68,3 +68,9 @@ def replace_stars_in_frame(
     rows = [{"frame_id": frame_id, "star_gaia_id": g, "combined_footprint_hash": set_hash} for g in gaia_ids]
     if rows:
         connection.execute(stars_in_frames.insert(), rows)
+
+
+def latest_star_set(connection: Connection) -> int | None:
+    """Hash of the most recently stored star set, or None."""
+    query = select(star_sets.c.hash).order_by(star_sets.c.created_mjd.desc())
+    return connection.execute(query).scalars().first()

@@ -5,7 +5,6 @@ daemon would, and its run requests executed in-process; results are compared wit
 simulator's truth.
 """
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,71 +13,14 @@ import numpy as np
 import pytest
 import yaml
 from astropy.io import fits
-from sqlalchemy import select
 
-from lightcurver_dagster.definitions import build_definitions
 from lightcurver_dagster.defs.per_frame import calibrated_frame as calibrated_frame_module
-from lightcurver_dagster.defs.resources import build_resources
-from lightcurver_dagster.defs.sensors import raw_frames_sensor
 from lightcurver_ops.config import load_config
-from lightcurver_ops.db.engine import open_science_database
-from lightcurver_ops.db.schema import frames
-from lightcurver_ops.simulate import SimulationSpec, SimulationTruth, simulate_dataset
+from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
+from tests.dagster.pipeline import Pipeline, age, age_all
 
 CALIBRATED_FRAME = dg.AssetKey("calibrated_frame")
 SETTLE_SECONDS = 5.0
-
-
-class Pipeline:
-    """A simulated work directory with its Dagster instance: tick the sensor, run what it asks."""
-
-    def __init__(self, root: Path, truth: SimulationTruth) -> None:
-        self.root = root
-        self.truth = truth
-        self.config_path = root / "config.yaml"
-        self.raw = root / "raw"
-        self.instance = dg.DagsterInstance.ephemeral()
-        self.definitions = build_definitions(str(self.config_path))
-        self.job = self.definitions.resolve_job_def("per_frame_job")
-        self.config = load_config(self.config_path)
-        self.engine = open_science_database(self.config.science_database_url)
-
-    def tick(self) -> dg.SensorResult | dg.SkipReason:
-        resources = build_resources(str(self.config_path))
-        with dg.build_sensor_context(instance=self.instance, resources=resources) as context:
-            return raw_frames_sensor(context)
-
-    def execute(self, result: dg.SensorResult) -> list[dg.ExecuteInProcessResult]:
-        """What the daemon does with a tick: add the partitions, launch the runs."""
-        for request in result.dynamic_partitions_requests:
-            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        return [
-            self.job.execute_in_process(
-                instance=self.instance,
-                partition_key=run.partition_key,
-                tags=run.tags,
-                raise_on_error=False,
-            )
-            for run in result.run_requests
-        ]
-
-    def rows(self) -> dict[str, dict]:
-        with self.engine.connect() as connection:
-            return {row["partition_key"]: dict(row) for row in connection.execute(select(frames)).mappings()}
-
-    def key_of(self, file_name: str) -> str:
-        return Path(file_name).stem
-
-
-def _age(path: Path, seconds: float = 60.0) -> None:
-    """Pretend a file was last written ``seconds`` ago."""
-    past = path.stat().st_mtime - seconds
-    os.utime(path, (past, past))
-
-
-def _age_all(directory: Path) -> None:
-    for path in directory.glob("*.fits"):
-        _age(path)
 
 
 @pytest.fixture
@@ -118,7 +60,7 @@ def test_dropped_files_become_calibrated_frames_matching_truth(pipeline: Pipelin
     assert isinstance(waiting, dg.SkipReason)
     assert "8 still being written" in waiting.skip_message
 
-    _age_all(pipeline.raw)
+    age_all(pipeline.raw)
     result = pipeline.tick()
     assert isinstance(result, dg.SensorResult)
     assert len(result.run_requests) == 1  # one range run for the whole batch
@@ -163,7 +105,7 @@ def test_dropped_files_become_calibrated_frames_matching_truth(pipeline: Pipelin
 
 
 def test_rematerialising_replaces_rows_and_files(pipeline: Pipeline):
-    _age_all(pipeline.raw)
+    age_all(pipeline.raw)
     pipeline.execute(pipeline.tick())
     before = pipeline.rows()
     keys = pipeline.instance.get_dynamic_partitions("frames")
@@ -181,13 +123,13 @@ def test_rematerialising_replaces_rows_and_files(pipeline: Pipeline):
 
 
 def test_changed_file_reruns_only_its_frame(pipeline: Pipeline):
-    _age_all(pipeline.raw)
+    age_all(pipeline.raw)
     pipeline.execute(pipeline.tick())
     target = sorted(pipeline.raw.glob("*.fits"))[1]
     with fits.open(target) as hdul:
         data, header = hdul[0].data * 1.5, hdul[0].header
         fits.PrimaryHDU(data, header).writeto(target, overwrite=True)
-    _age(target, 30)
+    age(target, 30)
     result = pipeline.tick()
     assert [run.partition_key for run in result.run_requests] == [target.stem]
     assert not result.dynamic_partitions_requests
@@ -210,8 +152,8 @@ def test_same_name_in_second_raw_directory(pipeline: Pipeline, tmp_path: Path):
     config["raw_dirs"] = [str(pipeline.raw), str(second)]
     pipeline.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     pipeline.config = load_config(pipeline.config_path)
-    _age_all(pipeline.raw)
-    _age_all(second)
+    age_all(pipeline.raw)
+    age_all(second)
     assert all(run.success for run in pipeline.execute(pipeline.tick()))
     rows = pipeline.rows()
     assert len(rows) == 5
@@ -233,7 +175,7 @@ def test_unexpected_error_in_one_frame_fails_the_run_but_keeps_the_others(pipeli
         return real_import(config, parser, partition_key, raw_path, find_duplicate)
 
     monkeypatch.setattr(calibrated_frame_module, "import_raw_file", flaky)
-    _age_all(pipeline.raw)
+    age_all(pipeline.raw)
     (run,) = pipeline.execute(pipeline.tick())
     assert not run.success
     failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
