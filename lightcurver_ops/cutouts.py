@@ -45,11 +45,23 @@ _CLIP_SIGMA = 3.0  # clipping of star pixels around a line's median
 _MAD_TO_SIGMA = 1.4826
 _MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2.0)  # std of the median / std of the mean, Gaussian data
 _MAD_RELATIVE_ERROR = 1.166  # std of a MAD-based sigma estimate is ~1.166 sigma / sqrt(n), Gaussian data
+_MARGIN = 5  # frame pixels around a stamp used for the saturation and cosmic-ray masks
 
 # astroscrappy arguments a config may tune; the data, noise, mask, units and cleaning are set here.
 _COSMICS_TUNABLE = frozenset(
-    {"sigclip", "sigfrac", "objlim", "niter", "sepmed", "fsmode", "psfmodel", "psffwhm", "psfsize",
-     "psfk", "psfbeta"}
+    {
+        "sigclip",
+        "sigfrac",
+        "objlim",
+        "niter",
+        "sepmed",
+        "fsmode",
+        "psfmodel",
+        "psffwhm",
+        "psfsize",
+        "psfk",
+        "psfbeta",
+    }
 )
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 _RELPATH = re.compile(r"^frames/[^/]+\.fits$")
@@ -110,11 +122,11 @@ def _bad_lines_along(image: np.ndarray, rms: float, n_sigma: float) -> np.ndarra
     if not judged.any():
         return np.zeros(0, dtype=np.int64)
     lines = image[:, judged]
-    median = np.nanmedian(lines, axis=0)
+    median = _column_median(lines)
     deviation = np.abs(lines - median)
-    scatter = _MAD_TO_SIGMA * np.nanmedian(deviation, axis=0)
+    scatter = _MAD_TO_SIGMA * _column_median(deviation)
     clipped = np.where(deviation <= _CLIP_SIGMA * np.maximum(scatter, rms), lines, np.nan)
-    level = np.nanmedian(clipped, axis=0)
+    level = _column_median(clipped)
     n_judged = n[judged]
     bad = _outliers(level, _MEDIAN_EFFICIENCY * rms / np.sqrt(n_judged), n_sigma)
     local_scatter = _running_median(scatter)
@@ -122,9 +134,20 @@ def _bad_lines_along(image: np.ndarray, rms: float, n_sigma: float) -> np.ndarra
     return np.flatnonzero(judged)[bad].astype(np.int64)
 
 
+def _column_median(array: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each column (faster than ``np.nanmedian(axis=0)``); NaN if none."""
+    finite = np.isfinite(array)
+    n = np.count_nonzero(finite, axis=0)
+    ordered = np.sort(np.where(finite, array, np.inf), axis=0)
+    low = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[None, :], axis=0)[0]
+    high = np.take_along_axis(ordered, (n // 2)[None, :], axis=0)[0]
+    return np.where(n > 0, 0.5 * (low + high), np.nan)
+
+
 def _running_median(values: np.ndarray) -> np.ndarray:
-    window = min(_LINE_WINDOW, 2 * (len(values) // 2) - 1) if len(values) > 2 else 1
-    return ndimage.median_filter(values, size=max(window, 1), mode="nearest")
+    """Median over a centred window of up to 21 lines (odd, at most the number of lines)."""
+    window = min(_LINE_WINDOW, len(values) - 1 + len(values) % 2)
+    return ndimage.median_filter(values, size=window, mode="nearest")
 
 
 def _outliers(values: np.ndarray, expected: np.ndarray, n_sigma: float) -> np.ndarray:
@@ -138,9 +161,9 @@ def _outliers(values: np.ndarray, expected: np.ndarray, n_sigma: float) -> np.nd
 # Stamps
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Stamp:
-    """A cutout of a frame around one object.
+    """A cutout of a frame around one object (compared by identity: its fields are arrays).
 
     Attributes
     ----------
@@ -224,7 +247,7 @@ def extract_stamp(
     *,
     sky_rms: float | np.ndarray,
     exptime: float,
-    saturation: float | None = None,
+    saturation: float | np.ndarray | None = None,
     bad_columns: Iterable[int] = (),
     bad_rows: Iterable[int] = (),
     cosmics: Mapping[str, object] | None = None,
@@ -238,13 +261,15 @@ def extract_stamp(
     noise through ``rms``, the photon noise of the object where the data are positive. Since ``rms``
     is positive, the noise is never below it.
 
-    Mask (True = bad): NaN pixels; pixels at or above ``saturation`` and their 8 neighbours (found on
-    the frame, so a saturated pixel just outside the stamp masks its neighbour inside); the given bad
-    columns and rows; and, when ``cosmics`` is given, astroscrappy's cosmic-ray mask. astroscrappy
-    runs on the stamp in electrons (``t data``, with ``gain=1``) with the variance ``(t sigma)^2``
-    of the noise map, so the read noise argument is unused, the pixels masked so far as its input mask
-    (NaN pixels set to 0 first), ``satlevel=inf`` (saturation is already masked) and
-    ``cleantype='meanmask'``; only its mask is kept.
+    Mask (True = bad): NaN pixels; pixels at or above ``saturation`` and their 8 neighbours; the given
+    bad columns and rows; and, when ``cosmics`` is given, astroscrappy's cosmic-ray mask. astroscrappy
+    runs in electrons (``t data``, ``gain=1``) with the variance ``(t sigma)^2`` of the noise map (so
+    its read noise argument is unused), the pixels masked so far as its input mask, NaN pixels set to
+    0, ``satlevel=inf`` (saturation is already masked) and ``cleantype='meanmask'``; only its mask is
+    kept. Both masks are computed on the stamp plus a 5-pixel margin of the frame and then cropped, so
+    a saturated pixel just outside the stamp masks its neighbour inside, and cosmic rays near the
+    stamp's edge are found as well as central ones (astroscrappy's median filters miss hits at the
+    border of the array they are given).
 
     Parameters
     ----------
@@ -260,10 +285,11 @@ def extract_stamp(
         Sky noise per pixel, e-/s: the frame's global rms or a map of it; positive.
     exptime : float
         Exposure time, s.
-    saturation : float or None
-        Saturation level of the sky-subtracted image, e-/s (typically ``SATURATE * gain / exptime``
-        minus the sky level, lowered by the sky's variation across the frame so that saturated pixels
-        on brighter sky are caught too). None: no saturation masking.
+    saturation : float, ndarray of shape (ny, nx) or None
+        Saturation level of the sky-subtracted image, e-/s: ``SATURATE * gain / exptime`` minus the sky
+        map, or with only the global sky level, that level minus a margin covering the sky's variation
+        across the frame (a saturated pixel on brighter sky is lower in the sky-subtracted image);
+        positive. None: no saturation masking.
     bad_columns, bad_rows : iterable of int
         0-based x of bad columns and y of bad rows of the frame (see :func:`bad_lines`).
     cosmics : mapping or None
@@ -283,7 +309,8 @@ def extract_stamp(
         For a bad argument: ``image`` not 2-D, ``wcs`` not a 2-D celestial WCS or with lookup-table
         distortions, non-finite ``x``/``y``, ``size`` not a positive integer, a stamp that does not
         overlap the frame, ``sky_rms`` neither a positive number nor a positive map of the frame's
-        shape, ``exptime`` or ``saturation`` not finite positive, a non-integer bad line, or a
+        shape, ``exptime`` not finite positive, ``saturation`` neither a positive number nor a
+        positive map of the frame's shape, a non-integer bad line, or a
         ``cosmics`` key astroscrappy does not take or this function sets itself.
     """
     image = _check_image(image)
@@ -291,41 +318,44 @@ def extract_stamp(
     x0, y0 = stamp_origin(x, y, size)
     ny, nx = image.shape
     if x0 >= nx or y0 >= ny or x0 + size <= 0 or y0 + size <= 0:
-        raise ValueError(
-            f"a {size}x{size} stamp at (x, y) = ({x}, {y}) does not overlap the {ny}x{nx} frame"
-        )
-    rms = _check_rms(sky_rms, image.shape)
+        raise ValueError(f"a {size}x{size} stamp at (x, y) = ({x}, {y}) does not overlap the {ny}x{nx} frame")
+    rms = _check_level_or_map("sky_rms", sky_rms, image.shape)
     check_positive("exptime", exptime)
-    if saturation is not None:
-        check_positive("saturation", saturation)
+    saturation_level = (
+        None if saturation is None else _check_level_or_map("saturation", saturation, image.shape)
+    )
     columns = _check_lines("bad_columns", bad_columns)
     rows = _check_lines("bad_rows", bad_rows)
     cosmic_params = None if cosmics is None else _check_cosmics(cosmics)
 
-    data = _cutout(image, x0, y0, size, size)
+    m = _MARGIN
+    side = size + 2 * m
+
+    def cut(array: np.ndarray | float) -> np.ndarray | float:
+        return array if np.ndim(array) == 0 else _cutout(array, x0 - m, y0 - m, side, side)
+
+    data = cut(image)
     finite = np.isfinite(data)
-    rms_stamp = rms if np.ndim(rms) == 0 else _cutout(rms, x0, y0, size, size)
     t = float(exptime)
-    variance_e = (t * rms_stamp) ** 2 + np.maximum(t * np.where(finite, data, 0.0), 0.0)
-    noise = np.where(finite, np.sqrt(variance_e) / t, np.nan)
-
+    electrons = t * np.where(finite, data, 0.0)
+    variance_e = (t * cut(rms)) ** 2 + np.maximum(electrons, 0.0)
     mask = ~finite
-    if saturation is not None:
-        # One pixel of margin, so that saturated pixels just outside the stamp mask their neighbours.
-        padded = _cutout(image, x0 - 1, y0 - 1, size + 2, size + 2)
-        saturated = ndimage.binary_dilation(padded >= saturation, structure=np.ones((3, 3), bool))
-        mask |= saturated[1:-1, 1:-1]
-    in_x = columns - x0
-    mask[:, in_x[(in_x >= 0) & (in_x < size)]] = True
-    in_y = rows - y0
-    mask[in_y[(in_y >= 0) & (in_y < size)], :] = True
+    if saturation_level is not None:
+        mask |= ndimage.binary_dilation(
+            np.where(finite, data, -np.inf) >= cut(saturation_level), structure=np.ones((3, 3), bool)
+        )
+    in_x = columns - (x0 - m)
+    mask[:, in_x[(in_x >= 0) & (in_x < side)]] = True
+    in_y = rows - (y0 - m)
+    mask[in_y[(in_y >= 0) & (in_y < side)], :] = True
     if cosmic_params is not None and not mask.all():
-        mask |= _cosmic_ray_mask(t * np.where(finite, data, 0.0), variance_e, mask, cosmic_params)
+        mask |= _cosmic_ray_mask(electrons, variance_e, mask, cosmic_params)
 
+    inner = (slice(m, m + size), slice(m, m + size))
     return Stamp(
-        data=data.astype(np.float32),
-        noise=noise.astype(np.float32),
-        mask=mask,
+        data=data[inner].astype(np.float32),
+        noise=np.where(finite, np.sqrt(variance_e) / t, np.nan)[inner].astype(np.float32),
+        mask=mask[inner],
         wcs_header=_shifted_wcs(wcs, x0, y0, size).to_header(relax=True).tostring(),
         origin=(x0, y0),
         position=(float(x), float(y)),
@@ -401,16 +431,16 @@ def _check_size(size: object) -> None:
         raise ValueError(f"size must be a positive integer, got {size!r}")
 
 
-def _check_rms(sky_rms: float | np.ndarray, shape: tuple[int, ...]) -> float | np.ndarray:
-    if np.ndim(sky_rms) == 0:
-        check_positive("sky_rms", sky_rms)
-        return float(sky_rms)
-    rms = np.asarray(sky_rms, dtype=float)
-    if rms.shape != shape:
-        raise ValueError(f"sky_rms map must have the image's shape {shape}, got {rms.shape}")
-    if not (np.all(np.isfinite(rms)) and np.all(rms > 0)):
-        raise ValueError("sky_rms map must be finite and positive everywhere")
-    return rms
+def _check_level_or_map(name: str, value: float | np.ndarray, shape: tuple[int, ...]) -> float | np.ndarray:
+    if np.ndim(value) == 0:
+        check_positive(name, value)
+        return float(value)
+    array = np.asarray(value, dtype=float)
+    if array.shape != shape:
+        raise ValueError(f"{name} map must have the image's shape {shape}, got {array.shape}")
+    if not (np.all(np.isfinite(array)) and np.all(array > 0)):
+        raise ValueError(f"{name} map must be finite and positive everywhere")
+    return array
 
 
 def _check_lines(name: str, lines: Iterable[int]) -> np.ndarray:
@@ -624,7 +654,9 @@ def _check_attrs(attrs: Mapping[str, float | str]) -> dict[str, float | str]:
     checked: dict[str, float | str] = {}
     for key, value in attrs.items():
         if not isinstance(key, str) or not key or key == "frame_shape":
-            raise ValueError(f"attribute name must be a non-empty string other than 'frame_shape', got {key!r}")
+            raise ValueError(
+                f"attribute name must be a non-empty string other than 'frame_shape', got {key!r}"
+            )
         if isinstance(value, str):
             checked[key] = value
         elif isinstance(value, Real) and not isinstance(value, bool):
