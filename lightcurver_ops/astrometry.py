@@ -57,6 +57,12 @@ from shapely.geometry import Polygon, mapping
 
 from lightcurver_ops._checks import check_positive
 from lightcurver_ops.errors import AstrometryError
+from lightcurver_ops.sky import (
+    radec,
+    sky_from_tangent_plane,
+    tangent_plane_offsets,
+    unit_vectors,
+)
 
 MIN_MATCHES = 5
 """Fewest matched stars accepted for a solution: six affine (or CD + CRVAL) parameters need three,
@@ -875,63 +881,6 @@ def frame_geometry(wcs: WCS, image_shape: tuple[int, int], roi_ra: float, roi_de
 # Sphere helpers: unit vectors and the gnomonic tangent plane
 
 
-def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """(..., 3) unit vectors of (RA, Dec) in deg."""
-    ra, dec = np.radians(ra), np.radians(dec)
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
-
-
-def _radec(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(RA in [0, 360), Dec) in deg of (..., 3) vectors (normalised here)."""
-    x, y, z = np.moveaxis(vectors, -1, 0)
-    ra = np.mod(np.degrees(np.arctan2(y, x)), 360.0)
-    return ra, np.degrees(np.arctan2(z, np.hypot(x, y)))
-
-
-def _tangent_basis(ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre, east and north unit vectors at (ra0, dec0) deg."""
-    a, d = np.radians(ra0), np.radians(dec0)
-    centre = np.array([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
-    east = np.array([-np.sin(a), np.cos(a), 0.0])
-    north = np.array([-np.sin(d) * np.cos(a), -np.sin(d) * np.sin(a), np.cos(d)])
-    return centre, east, north
-
-
-def tangent_plane_offsets(ra: np.ndarray | float, dec: np.ndarray | float, ra0: float, dec0: float
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Gnomonic (TAN) projection about (ra0, dec0): standard coordinates in deg.
-
-    Parameters
-    ----------
-    ra, dec : ndarray or float
-        Positions (deg), any shape.
-    ra0, dec0 : float
-        Tangent point (deg).
-
-    Returns
-    -------
-    xi, eta : ndarray
-        Offsets towards east (increasing RA) and north (deg, scaled as at the tangent point), the
-        intermediate world coordinates of a TAN WCS with CRVAL ``(ra0, dec0)``. NaN for positions 90
-        deg or more from the tangent point. Wrap-safe at RA = 0/360.
-    """
-    centre, east, north = _tangent_basis(ra0, dec0)
-    vectors = _unit_vectors(np.asarray(ra, dtype=float), np.asarray(dec, dtype=float))
-    cos_c = vectors @ centre
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(cos_c > 0, np.degrees(1.0) / cos_c, np.nan)
-    return (vectors @ east) * scale, (vectors @ north) * scale
-
-
-def sky_from_tangent_plane(xi: np.ndarray | float, eta: np.ndarray | float, ra0: float, dec0: float
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`tangent_plane_offsets`: (RA in [0, 360), Dec) in deg of standard coordinates."""
-    centre, east, north = _tangent_basis(ra0, dec0)
-    xi, eta = np.radians(np.asarray(xi, dtype=float)), np.radians(np.asarray(eta, dtype=float))
-    vectors = centre + xi[..., None] * east + eta[..., None] * north
-    return _radec(vectors)
-
-
 def _check_footprints(footprints: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Footprints as finite (K >= 3, 2) float arrays with Dec within [-90, 90]."""
     if isinstance(footprints, np.ndarray) and footprints.ndim == 3:
@@ -951,7 +900,7 @@ def _check_footprints(footprints: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def _footprint_centres(footprints: list[np.ndarray]) -> np.ndarray:
     """(N, 3) unit vectors of the footprint centres (normalised mean of the corner vectors)."""
-    sums = np.array([_unit_vectors(f[:, 0], f[:, 1]).sum(axis=0) for f in footprints])
+    sums = np.array([unit_vectors(f[:, 0], f[:, 1]).sum(axis=0) for f in footprints])
     return sums / np.linalg.norm(sums, axis=1, keepdims=True)
 
 
@@ -976,7 +925,7 @@ def mean_pointing(footprints: Sequence[np.ndarray]) -> tuple[float, float]:
     total = _footprint_centres(_check_footprints(footprints)).sum(axis=0)
     if np.linalg.norm(total) < 1e-9 * len(footprints):
         raise ValueError("footprints are spread over the whole sky: they have no mean pointing")
-    ra, dec = _radec(total)
+    ra, dec = radec(total)
     return float(ra), float(dec)
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
+from astropy.stats import sigma_clipped_stats
 
 from lightcurver_ops._sep import sep_extract, sep_ready
 
@@ -59,7 +60,8 @@ def estimate_background(
     Returns
     -------
     Background
-        Sky map, global level and global rms, e-/s. The box size is adjusted by a few pixels so that
+        Sky map, global level (sep ``globalback``) and pixel noise (sigma-clipped rms of the image
+        minus the sky map), e-/s. The box size is adjusted by a few pixels so that
         equal boxes tile each axis (see :func:`_even_box`); on a linear sky gradient ``level`` is then
         the mean sky.
 
@@ -105,4 +107,18 @@ def estimate_background(
             source_mask, objects["x"], objects["y"], objects["a"], objects["b"], objects["theta"], r=5.0
         )
         bkg = background(nan_mask | source_mask)
-    return Background(sky=bkg.back(), level=float(bkg.globalback), rms=float(bkg.globalrms))
+    sky = bkg.back()
+    return Background(sky=sky, level=float(bkg.globalback), rms=_residual_rms(data - sky, nan_mask))
+
+
+def _residual_rms(residual: np.ndarray, nan_mask: np.ndarray, max_samples: int = 250_000) -> float:
+    """Pixel noise of a sky-subtracted image: sigma-clipped standard deviation, e-/s.
+
+    sep's ``globalrms`` is the median of per-box rms values, which include the sky gradient across a
+    box (10-20 % too high with lightcurver's 3 boxes); the residual after the smooth sky map is
+    removed is the noise itself. A regular subsample of at most ``max_samples`` pixels is used.
+    """
+    values = residual[~nan_mask]
+    values = values[:: max(1, values.size // max_samples)]
+    _, _, std = sigma_clipped_stats(values, sigma=3.0, maxiters=10)
+    return float(std)

@@ -36,13 +36,13 @@ from typing import Any, Literal, TypeAlias, get_args
 import numpy as np
 import shapely
 import shapely.geometry
-from astropy.coordinates import angular_separation
 from astropy.table import Table
 from astropy.wcs import WCS
 
 from lightcurver_ops._checks import check_positive
 from lightcurver_ops.config import LightcurverConfig
 from lightcurver_ops.errors import CatalogError
+from lightcurver_ops.sky import radec, separation_deg, tangent_plane_offsets, unit_vectors, wrap_ra
 
 Strategy: TypeAlias = Literal["ROI_disk", "common_footprint_stars", "stars_per_frame"]
 Provider: TypeAlias = Literal["gaia", "vizier", "file"]
@@ -104,59 +104,6 @@ _MAS_TO_RAD = math.radians(1.0 / 3.6e6)
 
 # --------------------------------------------------------------------------------------------------
 # Spherical geometry
-
-
-def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """Unit vectors ``(..., 3)`` of positions in deg."""
-    a, d = np.radians(ra), np.radians(dec)
-    return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
-
-
-def _ra_dec(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """RA in [0, 360) and Dec (deg) of (not necessarily unit) vectors ``(..., 3)``."""
-    x, y, z = vectors[..., 0], vectors[..., 1], vectors[..., 2]
-    return _wrap_ra(np.degrees(np.arctan2(y, x))), np.degrees(np.arctan2(z, np.hypot(x, y)))
-
-
-def _wrap_ra(ra: Any) -> np.ndarray:
-    """RA in [0, 360) deg (``-1e-17 % 360`` is 360.0 in floating point, mapped to 0)."""
-    wrapped = np.asarray(ra, dtype=float) % 360.0
-    return np.where(wrapped >= 360.0, 0.0, wrapped)
-
-
-def separation_deg(ra1: Any, dec1: Any, ra2: Any, dec2: Any) -> np.ndarray:
-    """Angular separation (deg) between positions in deg (Vincenty's formula; arrays broadcast)."""
-    lon1, lat1, lon2, lat2 = (np.radians(np.asarray(v, dtype=float)) for v in (ra1, dec1, ra2, dec2))
-    return np.degrees(angular_separation(lon1, lat1, lon2, lat2))
-
-
-def tangent_plane_offsets(ra: Any, dec: Any, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Gnomonic (TAN) projection about ``(ra0, dec0)``: standard coordinates ``xi`` (east), ``eta`` (north).
-
-    Great circles are straight lines in this projection, so polygon tests in it are exact on the
-    sphere, and RA wrap-around needs no special case.
-
-    Parameters
-    ----------
-    ra, dec : array_like
-        Positions in deg.
-    ra0, dec0 : float
-        Tangent point in deg.
-
-    Returns
-    -------
-    xi, eta : numpy.ndarray
-        Offsets in deg of the tangent plane (``degrees(tan(angle))``); NaN for positions 90 deg or
-        more from the tangent point.
-    """
-    a, d = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    cos_c = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(a - a0)
-    front = cos_c > 0
-    cos_c = np.where(front, cos_c, np.nan)
-    xi = np.cos(d) * np.sin(a - a0) / cos_c
-    eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(a - a0)) / cos_c
-    return np.degrees(xi), np.degrees(eta)
 
 
 def _check_sky_position(name: str, ra: object, dec: object) -> None:
@@ -232,8 +179,8 @@ class SkyPolygon:
             raise ValueError(f"a sky polygon needs at least 3 distinct vertices, got {len(points)}")
         for n, (ra, dec) in enumerate(points):
             _check_sky_position(f"vertex {n}", ra, dec)
-        object.__setattr__(self, "vertices", tuple((float(_wrap_ra(ra)), dec) for ra, dec in points))
-        mean = _unit_vectors(*np.array(self.vertices).T).sum(axis=0)
+        object.__setattr__(self, "vertices", tuple((float(wrap_ra(ra)), dec) for ra, dec in points))
+        mean = unit_vectors(*np.array(self.vertices).T).sum(axis=0)
         if np.linalg.norm(mean) < 1e-9:
             raise ValueError("polygon vertices have no mean direction (they span the whole sphere)")
         xi, eta = tangent_plane_offsets(*np.array(self.vertices).T, *self.centre)
@@ -274,7 +221,7 @@ class SkyPolygon:
     @property
     def centre(self) -> tuple[float, float]:
         """``(ra, dec)`` of the mean direction of the vertices (deg), the projection centre."""
-        ra, dec = _ra_dec(_unit_vectors(*np.array(self.vertices).T).sum(axis=0))
+        ra, dec = radec(unit_vectors(*np.array(self.vertices).T).sum(axis=0))
         return float(ra), float(dec)
 
     @property
@@ -973,8 +920,8 @@ def propagate(ra: Any, dec: Any, pmra: Any, pmdec: Any, ref_epoch: Any, mjd: Any
     north = np.stack([-np.sin(d) * np.cos(a), -np.sin(d) * np.sin(a), np.cos(d)], axis=-1)
     mu_east = np.nan_to_num(np.asarray(pmra, dtype=float)) * _MAS_TO_RAD * years
     mu_north = np.nan_to_num(np.asarray(pmdec, dtype=float)) * _MAS_TO_RAD * years
-    moved = _unit_vectors(ra, dec) + mu_east[..., None] * east + mu_north[..., None] * north
-    return _ra_dec(moved)
+    moved = unit_vectors(ra, dec) + mu_east[..., None] * east + mu_north[..., None] * north
+    return radec(moved)
 
 
 def stars_in_frame(stars: Table, wcs: WCS, image_shape: tuple[int, int], mjd: float, stamp_size: int

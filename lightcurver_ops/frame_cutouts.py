@@ -43,12 +43,18 @@ class FrameCutouts:
         return [name for name in self.stamps if name != ROI_STAMP]
 
 
-def saturation_above_sky(header: fits.Header, gain: float, exptime: float, sky_level: float) -> float | None:
-    """The header's ``SATURATE`` (ADU) in e-/s above the sky, or None when the header has none."""
+def saturation_above_sky(
+    header: fits.Header, gain: float, exptime: float, sky_level: float, sky_rms: float
+) -> float | None:
+    """The header's ``SATURATE`` (ADU) in e-/s above the sky, or None when the header has none.
+
+    The level is lowered by 5 sky rms: the sky under a star varies across the frame, and clipped
+    pixels on a brighter patch sit below the level computed from the mean sky.
+    """
     value = header.get("SATURATE")
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         return None
-    return max(value * gain / exptime - sky_level, np.finfo(float).tiny)
+    return max(value * gain / exptime - sky_level - 5 * sky_rms, np.finfo(float).tiny)
 
 
 def make_frame_cutouts(
@@ -77,9 +83,8 @@ def make_frame_cutouts(
         The reference-star set (``stars`` rows: gaia_id, ra, dec, pmra, pmdec, ref_epoch).
     """
     exptime, rms = float(frame["exptime"]), float(frame["background_rms_electron_per_second"])
-    saturation = saturation_above_sky(
-        header, float(frame["gain"]), exptime, frame["sky_level_electron_per_second"]
-    )
+    sky_level = float(frame["sky_level_electron_per_second"])
+    saturation = saturation_above_sky(header, float(frame["gain"]), exptime, sky_level, rms)
     columns, rows = bad_lines(image, rms) if config.mask_bad_rows_and_columns else (np.array([], int),) * 2
     common = {
         "sky_rms": rms,

@@ -9,5 +9,6 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
 export LIGHTCURVER_REQUIRE_POSTGRES=1
+export OMP_NUM_THREADS=1  # astroscrappy: one thread per process (see lightcurver_dagster/__init__.py)
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"

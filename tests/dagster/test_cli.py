@@ -25,7 +25,10 @@ def test_simulate_then_run_is_incremental(tmp_path: Path, capsys):
 
     assert main(["run", str(config)]) == 0
     printed = capsys.readouterr().out
-    assert "2 frames registered" in printed and "calibrated_frame: 2 frames to process" in printed
+    assert (
+        "2 frames registered" in printed
+        and "calibrated_frame, plate_solution: 2 frames to process" in printed
+    )
     assert "frames: 2 imported, 2 usable, 0 eliminated" in printed
     engine = create_engine(f"sqlite:///{out / 'database.sqlite3'}")
     with engine.connect() as connection:
@@ -33,7 +36,7 @@ def test_simulate_then_run_is_incremental(tmp_path: Path, capsys):
     assert (out / "dagster_home" / "dagster.yaml").is_file()
 
     assert main(["run", str(config)]) == 0
-    assert "calibrated_frame: 0 frames to process" in capsys.readouterr().out
+    assert "calibrated_frame, plate_solution: 0 frames to process" in capsys.readouterr().out
 
 
 def test_bad_config_exits_with_a_message(tmp_path: Path, capsys):

@@ -87,6 +87,9 @@ def test_dropped_files_become_calibrated_frames_matching_truth(pipeline: Pipelin
         assert not row["eliminated"]
         assert row["seeing_pixels"] == pytest.approx(frame.seeing_fwhm_pixels, rel=0.10)
         assert row["sky_level_electron_per_second"] == pytest.approx(frame.sky_level_e_per_s, rel=0.02)
+        spec = pipeline.truth.spec  # sky photon noise and read noise, in e-/s
+        noise = np.sqrt(frame.sky_level_e_per_s * spec.exptime + spec.read_noise**2) / spec.exptime
+        assert row["background_rms_electron_per_second"] == pytest.approx(noise, rel=0.05)  # crowded 320 px
         assert row["mjd"] == pytest.approx(frame.mjd)
         assert row["n_sources"] > 10
         assert 1.0 <= row["airmass"] < 3.0
