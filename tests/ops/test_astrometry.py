@@ -37,8 +37,9 @@ N = 512
 # Small frames with a denser star field than the default, so that a 512x512 frame holds ~40 stars.
 SPEC = SimulationSpec(nx=N, ny=N, n_frames=3, seed=7, star_density=12.0, max_rotation_deg=2.5)
 TOLERANCE_PIXELS = 0.1
-CHECK_PIXELS = np.array([[-0.5, -0.5], [-0.5, N - 0.5], [N - 0.5, N - 0.5], [N - 0.5, -0.5],
-                         [(N - 1) / 2, (N - 1) / 2]])  # outer corners and centre, 0-based
+CHECK_PIXELS = np.array(
+    [[-0.5, -0.5], [-0.5, N - 0.5], [N - 0.5, N - 0.5], [N - 0.5, -0.5], [(N - 1) / 2, (N - 1) / 2]]
+)  # outer corners and centre, 0-based
 
 
 # --------------------------------------------------------------------------------------------------
@@ -64,12 +65,17 @@ def detect(out: Path, frame: FrameTruth, spec: SimulationSpec) -> tuple[np.ndarr
     stage should.
     """
     raw = read_raw_frame(out / "raw" / frame.file_name)
-    calibrated = calibrate_frame(raw, spec.gain, spec.exptime, n_boxes=4, mask_sources=True, threshold=3.0,
-                                 min_area=10)
+    calibrated = calibrate_frame(
+        raw, spec.gain, spec.exptime, n_boxes=4, mask_sources=True, threshold=3.0, min_area=10
+    )
     sources = calibrated.sources
     image = np.ascontiguousarray(np.nan_to_num(calibrated.image.astype(np.float64)))
-    x, y, _ = sep.winpos(image, np.asarray(sources["x"], dtype=float), np.asarray(sources["y"], dtype=float),
-                         2.0 / 2.3548 * calibrated.seeing_pixels)
+    x, y, _ = sep.winpos(
+        image,
+        np.asarray(sources["x"], dtype=float),
+        np.asarray(sources["y"], dtype=float),
+        2.0 / 2.3548 * calibrated.seeing_pixels,
+    )
     return np.column_stack([x, y]), np.asarray(sources["flux"], dtype=float), raw.wcs
 
 
@@ -122,8 +128,9 @@ def with_wcs(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def without_wcs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SimulationTruth, list]:
-    spec = SimulationSpec(nx=N, ny=N, n_frames=2, seed=11, star_density=12.0, max_rotation_deg=2.5,
-                          with_wcs=False)
+    spec = SimulationSpec(
+        nx=N, ny=N, n_frames=2, seed=11, star_density=12.0, max_rotation_deg=2.5, with_wcs=False
+    )
     out = tmp_path_factory.mktemp("without_wcs")
     truth = simulate_dataset(out, spec)
     return out, truth, [detect(out, frame, spec) for frame in truth.frames]
@@ -158,8 +165,9 @@ def _synthetic_pairs(reference: WCS, affine: np.ndarray, n: int = 60, seed: int 
     return reference_xy, target_xy[inside], (ra, dec)
 
 
-def _affine(rotation_deg: float, scale: float, shift: tuple[float, float],
-            mirror: bool = False) -> np.ndarray:
+def _affine(
+    rotation_deg: float, scale: float, shift: tuple[float, float], mirror: bool = False
+) -> np.ndarray:
     """``[A | t]`` rotating, scaling (and mirroring) a 2048 frame about its centre, then shifting it."""
     c, s = math.cos(math.radians(rotation_deg)), math.sin(math.radians(rotation_deg))
     matrix = scale * np.array([[c, -s], [s, c]]) @ np.diag([-1.0 if mirror else 1.0, 1.0])
@@ -263,8 +271,16 @@ def test_catalogue_solve_matches_the_true_wcs(without_wcs):
         assert header_wcs is None  # the raw frames carry no WCS
         catalogue = catalogue_at(out, frame.mjd)
         scale_guess = truth.spec.pixel_scale * 1.02  # 2 % off
-        solution = solve_with_catalog(xy, catalogue, truth.roi_ra, truth.roi_dec, scale_guess, (N, N),
-                                      rotation_guess_deg=0.0, source_flux=flux)
+        solution = solve_with_catalog(
+            xy,
+            catalogue,
+            truth.roi_ra,
+            truth.roi_dec,
+            scale_guess,
+            (N, N),
+            rotation_guess_deg=0.0,
+            source_flux=flux,
+        )
         errors = pixel_errors(solution.wcs, true_wcs(frame))
         assert errors.max() < TOLERANCE_PIXELS, errors
         assert solution.strategy == "catalog"
@@ -278,8 +294,9 @@ def test_catalogue_solve_matches_the_true_wcs(without_wcs):
         assert np.hypot(*(np.array(geometry.roi_pixel) - frame.roi_pixel)) < TOLERANCE_PIXELS
 
 
-@pytest.mark.parametrize(("rotation", "scale_error", "parity"),
-                         [(25.0, 0.03, -1), (-4.0, -0.04, -1), (3.0, 0.0, 1)])
+@pytest.mark.parametrize(
+    ("rotation", "scale_error", "parity"), [(25.0, 0.03, -1), (-4.0, -0.04, -1), (3.0, 0.0, 1)]
+)
 def test_catalogue_solve_with_rotation_scale_error_and_either_parity(rotation, scale_error, parity):
     rng = np.random.default_rng(5)
     truth = make_wcs((250.0, -60.0), (1024.5, 1024.5), rotation_cd(0.25, rotation, parity))
@@ -289,8 +306,15 @@ def test_catalogue_solve_with_rotation_scale_error_and_either_parity(rotation, s
     inside = ((pixels >= 0) & (pixels <= 2047)).all(axis=1)
     detected = pixels[inside] + rng.normal(0, 0.02, (inside.sum(), 2))
     ra0, dec0 = truth.all_pix2world(1500.0, 700.0, 0)  # the ROI is off the frame centre
-    solution = solve_with_catalog(detected, catalogue, float(ra0), float(dec0), 0.25 * (1 + scale_error),
-                                  (2048, 2048), rotation_guess_deg=0.0)
+    solution = solve_with_catalog(
+        detected,
+        catalogue,
+        float(ra0),
+        float(dec0),
+        0.25 * (1 + scale_error),
+        (2048, 2048),
+        rotation_guess_deg=0.0,
+    )
     corners = np.array([[-0.5, -0.5], [-0.5, 2047.5], [2047.5, 2047.5], [2047.5, -0.5]])
     assert pixel_errors(solution.wcs, truth, corners).max() < 0.02
     assert solution.n_matches >= 100
@@ -327,8 +351,9 @@ def test_solve_field_absent(monkeypatch, tmp_path):
 
 
 def test_solve_field_command():
-    command = astrometry._solve_field_command("/opt/an/solve-field", Path("/w/xylist.fits"), Path("/w"),
-                                              (512, 600), 42.25, -19.5, (0.2, 0.3), 60)
+    command = astrometry._solve_field_command(
+        "/opt/an/solve-field", Path("/w/xylist.fits"), Path("/w"), (512, 600), 42.25, -19.5, (0.2, 0.3), 60
+    )
     assert command[:2] == ["/opt/an/solve-field", "/w/xylist.fits"]
     options = dict(zip(command[2::2], command[3::2], strict=False))
     assert (options["--x-column"], options["--y-column"], options["--sort-column"]) == ("X", "Y", "FLUX")
@@ -372,8 +397,9 @@ def test_solve_with_astrometry_net_reads_the_solution(monkeypatch, tmp_path):
 
     rng = np.random.default_rng(8)
     xy, flux = rng.uniform(0, 511, (12, 2)), rng.uniform(10, 1000, 12)
-    solution = solve_with_astrometry_net(xy, flux, (512, 600), 42.0, 19.0, (0.2, 0.23),
-                                         workdir=tmp_path / "an")
+    solution = solve_with_astrometry_net(
+        xy, flux, (512, 600), 42.0, 19.0, (0.2, 0.23), workdir=tmp_path / "an"
+    )
     assert solution.strategy == "astrometry_net"
     assert pixel_errors(solution.wcs, truth, CHECK_PIXELS).max() < 1e-9
     assert solution.n_matches == 12
@@ -515,8 +541,14 @@ def test_bad_pointings_across_ra_zero():
 def test_plot_footprints(tmp_path):
     footprints = [*_footprints(0.0), square_footprint(0.3, 10.0, 0.2)]
     combined = combine_footprints(footprints)
-    path = plot_footprints(footprints, combined.union, combined.intersection, tmp_path / "plots" / "fp.png",
-                           roi=(0.0, 10.0), bad=np.array([False, False, False, True]))
+    path = plot_footprints(
+        footprints,
+        combined.union,
+        combined.intersection,
+        tmp_path / "plots" / "fp.png",
+        roi=(0.0, 10.0),
+        bad=np.array([False, False, False, True]),
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000
     with pytest.raises(ValueError, match="bad must have shape"):

@@ -108,8 +108,12 @@ def expected_ids(sim: Sim, gmin: float | None, gmax: float | None, radius_arcsec
     for s in sim.truth.sources:
         distance = roi.separation(SkyCoord(s.ra * u.deg, s.dec * u.deg)).arcsec
         in_range = (gmin is None or s.g_mag >= gmin) and (gmax is None or s.g_mag <= gmax)
-        if (s.kind != "galaxy" and in_range and snr[s.source_id] > 100.0
-                and sim.config.ROI_size < distance <= radius_arcsec):
+        if (
+            s.kind != "galaxy"
+            and in_range
+            and snr[s.source_id] > 100.0
+            and sim.config.ROI_size < distance <= radius_arcsec
+        ):
             ids.add(s.source_id)
     return ids
 
@@ -170,8 +174,12 @@ def test_too_few_stars_names_both_numbers_and_the_cuts(sim: Sim) -> None:
     message = rf"only {n} reference star\(s\).*min_number_stars is 500"
     with pytest.raises(CatalogError, match=message) as error:
         selected(sim, replace(sim.selection, min_number_stars=500))
-    for cut in ("16 <= G <= 20", "astrometric_excess_noise_sig < 3", "phot_g_mean_flux_over_error > 100",
-                "ROI_size 5 arcsec"):
+    for cut in (
+        "16 <= G <= 20",
+        "astrometric_excess_noise_sig < 3",
+        "phot_g_mean_flux_over_error > 100",
+        "ROI_size 5 arcsec",
+    ):
         assert cut in str(error.value)
     with pytest.raises(CatalogError, match=r"only 0 reference star\(s\).*min_number_stars is 6"):
         selected(sim, replace(sim.selection, gmag_min=10.0, gmag_max=11.0))
@@ -199,8 +207,11 @@ def test_catalogue_file_errors_name_the_file_and_the_columns(sim: Sim, tmp_path:
     path = tmp_path / "partial.csv"
     raw.remove_columns(["phot_bp_mean_mag", "astrometric_excess_noise_sig"])
     raw.write(path)
-    with pytest.raises(CatalogError, match=r"partial\.csv: missing column\(s\) phot_bp_mean_mag, "
-                                           r"astrometric_excess_noise_sig"):
+    with pytest.raises(
+        CatalogError,
+        match=r"partial\.csv: missing column\(s\) phot_bp_mean_mag, "
+        r"astrometric_excess_noise_sig",
+    ):
         read_catalog_file(path)
     with pytest.raises(CatalogError, match=r"nowhere\.csv does not exist"):
         read_catalog_file(tmp_path / "nowhere.csv")
@@ -208,7 +219,7 @@ def test_catalogue_file_errors_name_the_file_and_the_columns(sim: Sim, tmp_path:
     with pytest.raises(CatalogError, match=r"broken\.fits: cannot read it as fits"):
         read_catalog_file(tmp_path / "broken.fits")
     lines = sim.catalog_path.read_text().splitlines()
-    lines[1] = "1.5e17" + lines[1][lines[1].index(","):]
+    lines[1] = "1.5e17" + lines[1][lines[1].index(",") :]
     (tmp_path / "float_id.csv").write_text("\n".join(lines))
     with pytest.raises(CatalogError, match="source_id must be an integer column"):
         read_catalog_file(tmp_path / "float_id.csv")
@@ -268,8 +279,9 @@ def fake_service(sim: Sim, names: dict[str, str], queries: list[str]):
 
 
 def online_selection(sim: Sim, provider: str) -> StarSelection:
-    return replace(sim.selection, provider=provider, catalog_identity=catalog_identity(provider),
-                   catalog_file=None)
+    return replace(
+        sim.selection, provider=provider, catalog_identity=catalog_identity(provider), catalog_file=None
+    )
 
 
 def test_gaia_archive_and_local_file_give_the_same_stars(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,8 +309,9 @@ def test_vizier_and_local_file_give_the_same_stars(sim: Sim, monkeypatch: pytest
     catalog = query_gaia(region, "vizier")
     assert 'FROM "I/355/gaiadr3"' in queries[0] and "POINT('ICRS', RA_ICRS, DE_ICRS)" in queries[0]
     assert np.all(catalog["ref_epoch"] == 2016.0)
-    assert_same_stars(select_stars(catalog, wide, region), selected(sim, replace(sim.selection,
-                                                                                 disk_radius_arcsec=3600.0)))
+    assert_same_stars(
+        select_stars(catalog, wide, region), selected(sim, replace(sim.selection, disk_radius_arcsec=3600.0))
+    )
 
 
 def test_network_failures_are_retried_then_reported(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -312,8 +325,11 @@ def test_network_failures_are_retried_then_reported(sim: Sim, monkeypatch: pytes
 
     monkeypatch.setattr(astroquery.gaia.Gaia, "launch_job_async", down)
     region = sim.selection.disk()
-    with pytest.raises(CatalogError, match=r"gaia query failed after 3 attempt.*ConnectionError: network is "
-                                           r"unreachable"):
+    with pytest.raises(
+        CatalogError,
+        match=r"gaia query failed after 3 attempt.*ConnectionError: network is "
+        r"unreachable",
+    ):
         query_gaia(region, "gaia", retries=2, backoff_s=0.0)
     assert len(calls) == 3
 
@@ -355,10 +371,20 @@ def test_adql_covers_polygons_with_a_circle() -> None:
 
 
 def base_selection(**changes: object) -> StarSelection:
-    values = dict(strategy="ROI_disk", disk_radius_arcsec=300.0, gmag_min=16.0, gmag_max=20.0,
-                  max_excess_noise_sig=3.0, min_flux_over_error=100.0, min_number_stars=6,
-                  roi_size_arcsec=3.5, roi_ra=42.2031, roi_dec=19.22528, provider="gaia",
-                  catalog_identity="gaia:gaiadr3.gaia_source")
+    values = dict(
+        strategy="ROI_disk",
+        disk_radius_arcsec=300.0,
+        gmag_min=16.0,
+        gmag_max=20.0,
+        max_excess_noise_sig=3.0,
+        min_flux_over_error=100.0,
+        min_number_stars=6,
+        roi_size_arcsec=3.5,
+        roi_ra=42.2031,
+        roi_dec=19.22528,
+        provider="gaia",
+        catalog_identity="gaia:gaiadr3.gaia_source",
+    )
     return StarSelection(**{**values, **changes})
 
 
@@ -370,13 +396,21 @@ def test_hash_is_a_fixed_positive_63_bit_integer() -> None:
 
 
 def test_hash_is_the_same_in_other_processes(sim: Sim) -> None:
-    code = ("from lightcurver_ops.catalog import StarSelection\n"
-            "from lightcurver_ops.config import load_config\n"
-            f"config = load_config({str(sim.workdir / CONFIG_FILE)!r})\n"
-            "print(StarSelection.from_config(config).content_hash())")
+    code = (
+        "from lightcurver_ops.catalog import StarSelection\n"
+        "from lightcurver_ops.config import load_config\n"
+        f"config = load_config({str(sim.workdir / CONFIG_FILE)!r})\n"
+        "print(StarSelection.from_config(config).content_hash())"
+    )
     values = {
-        subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONHASHSEED": seed},
-                       capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         for seed in ("1", "2")
     }
     assert values == {str(sim.selection.content_hash())}
@@ -405,8 +439,11 @@ def test_every_selection_parameter_changes_the_hash() -> None:
     smaller = SkyPolygon(((42.1, 19.1), (42.29, 19.1), (42.29, 19.3), (42.1, 19.3)))
     common = base_selection(strategy="common_footprint_stars")
     per_frame = base_selection(strategy="stars_per_frame")
-    footprint_hashes = {common.content_hash(square), common.content_hash(smaller),
-                        per_frame.content_hash(square)}
+    footprint_hashes = {
+        common.content_hash(square),
+        common.content_hash(smaller),
+        per_frame.content_hash(square),
+    }
     assert len(footprint_hashes | set(hashes)) == len(hashes) + 3
 
 
@@ -417,8 +454,14 @@ def test_hash_ignores_what_does_not_change_the_stars(sim: Sim, tmp_path: Path) -
     moved = tmp_path / "elsewhere" / "gaia.csv"
     moved.parent.mkdir()
     moved.write_bytes(sim.catalog_path.read_bytes())
-    for change in ({"stamp_size_stars": 30}, {"psf_n_iter_pixels": 10}, {"gaia_query_redo": True},
-                   {"min_number_stars": 3}, {"stars_to_use_psf": 5}, {"gaia_catalog_file": str(moved)}):
+    for change in (
+        {"stamp_size_stars": 30},
+        {"psf_n_iter_pixels": 10},
+        {"gaia_query_redo": True},
+        {"min_number_stars": 3},
+        {"stars_to_use_psf": 5},
+        {"gaia_catalog_file": str(moved)},
+    ):
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump({**raw, **change}))
         assert StarSelection.from_config(load_config(path)).content_hash() == reference, change
@@ -473,9 +516,13 @@ def test_propagation_agrees_with_astropy_space_motion() -> None:
     moved = propagate(ra, dec, pmra, pmdec, 2016.0, mjd)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ErfaWarning)
-        reference = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, pm_ra_cosdec=pmra * u.mas / u.yr,
-                             pm_dec=pmdec * u.mas / u.yr, obstime=Time(2016.0, format="jyear", scale="tcb")
-                             ).apply_space_motion(Time(mjd, format="mjd", scale="utc"))
+        reference = SkyCoord(
+            ra=ra * u.deg,
+            dec=dec * u.deg,
+            pm_ra_cosdec=pmra * u.mas / u.yr,
+            pm_dec=pmdec * u.mas / u.yr,
+            obstime=Time(2016.0, format="jyear", scale="tcb"),
+        ).apply_space_motion(Time(mjd, format="mjd", scale="utc"))
     offset = SkyCoord(moved[0] * u.deg, moved[1] * u.deg).separation(reference).to(u.mas).value
     assert np.all(offset < 0.05)
     shift = SkyCoord(ra * u.deg, dec * u.deg).separation(reference).to(u.mas).value
@@ -490,8 +537,16 @@ def test_stars_in_frame_keeps_exactly_the_stars_whose_stamp_fits(sim: Sim) -> No
     px = np.concatenate([offsets, 511.0 - offsets, np.full(2 * len(offsets), 256.0)])
     py = np.concatenate([np.full(2 * len(offsets), 256.0), offsets, 511.0 - offsets])
     ra, dec = wcs.pixel_to_world_values(px, py)
-    edge = Table({"name": [f"e{i}" for i in range(len(px))], "ra": ra, "dec": dec, "pmra": np.zeros(len(px)),
-                  "pmdec": np.zeros(len(px)), "ref_epoch": np.full(len(px), 2016.0)})
+    edge = Table(
+        {
+            "name": [f"e{i}" for i in range(len(px))],
+            "ra": ra,
+            "dec": dec,
+            "pmra": np.zeros(len(px)),
+            "pmdec": np.zeros(len(px)),
+            "ref_epoch": np.full(len(px), 2016.0),
+        }
+    )
     image = np.zeros((SPEC.ny, SPEC.nx))
     for stars in (field, edge):
         for size in (24, 25):
@@ -502,7 +557,7 @@ def test_stars_in_frame_keeps_exactly_the_stars_whose_stamp_fits(sim: Sim) -> No
             for row in everywhere:
                 # the stamp the cutouts module would cut: it fits when the slice is whole
                 x0, y0 = stamp_origin(row["x"], row["y"], size)
-                fits_in = x0 >= 0 and y0 >= 0 and image[y0:y0 + size, x0:x0 + size].shape == (size, size)
+                fits_in = x0 >= 0 and y0 >= 0 and image[y0 : y0 + size, x0 : x0 + size].shape == (size, size)
                 assert fits_in == (row["name"] in kept_names), (row["name"], row["x"], row["y"], size)
     kept = stars_in_frame(field, wcs, image.shape, frame.mjd, 24)
     truth = {s.source_id: s for s in sim.truth.sources}
@@ -517,8 +572,13 @@ def test_stars_in_frame_keeps_exactly_the_stars_whose_stamp_fits(sim: Sim) -> No
 
 def test_regions_are_correct_across_ra_zero() -> None:
     circle = SkyCircle(0.0, 10.0, 0.05)
-    assert circle.contains([359.99, 0.01, 0.1, 359.9, 180.0], [10.0] * 5).tolist() == [True, True, False,
-                                                                                         False, False]
+    assert circle.contains([359.99, 0.01, 0.1, 359.9, 180.0], [10.0] * 5).tolist() == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     assert SkyCircle(359.995, 10.0, 0.02).contains([0.01, 359.98], [10.0, 10.0]).all()
     polygon = SkyPolygon(((-0.1, -0.1), (0.1, -0.1), (0.1, 0.1), (359.9, 0.1)))
     assert polygon.vertices[0] == (359.9, -0.1)
@@ -542,8 +602,11 @@ def test_selection_across_ra_zero_equals_the_same_field_elsewhere(sim: Sim) -> N
 def test_footprint_strategies_select_inside_the_footprint(sim: Sim) -> None:
     corners = frame_wcs(sim, 0).calc_footprint(axes=(SPEC.nx, SPEC.ny))
     common = replace(sim.selection, strategy="common_footprint_stars")
-    for footprint in (corners, SkyPolygon.from_footprint(corners), {"type": "Polygon",
-                                                                    "coordinates": [corners.tolist()]}):
+    for footprint in (
+        corners,
+        SkyPolygon.from_footprint(corners),
+        {"type": "Polygon", "coordinates": [corners.tolist()]},
+    ):
         region = region_for_selection(common, common_footprint=footprint)
         assert isinstance(region, SkyPolygon)
         stars = select_stars(sim.catalog, common, region)
@@ -596,6 +659,11 @@ def test_star_names() -> None:
 def test_footprint_plot_is_written(sim: Sim, tmp_path: Path) -> None:
     corners = [frame_wcs(sim, i).calc_footprint(axes=(SPEC.nx, SPEC.ny)) for i in range(SPEC.n_frames)]
     footprints = [SkyPolygon.from_footprint(corners[0]), corners[1].tolist(), corners[2]]
-    path = plot_footprints_with_stars(footprints, selected(sim), (sim.truth.roi_ra, sim.truth.roi_dec),
-                                      sim.config.ROI_disk_radius_arcseconds, tmp_path / "plots" / "stars.png")
+    path = plot_footprints_with_stars(
+        footprints,
+        selected(sim),
+        (sim.truth.roi_ra, sim.truth.roi_dec),
+        sim.config.ROI_disk_radius_arcseconds,
+        tmp_path / "plots" / "stars.png",
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

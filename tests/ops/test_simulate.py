@@ -31,30 +31,90 @@ SPEC = SimulationSpec(nx=256, ny=256, n_frames=3, seed=3)
 
 # The 68 top-level keys of lightcurver's template config (spec §8), in order.
 TEMPLATE_KEYS = [
-    "workdir", "raw_dirs", "files_match_pattern", "hdu_data_index", "hdu_header_indexes", "trim_vertical",
-    "trim_horizontal", "multiprocessing_cpu_count", "ROI", "ROI_size", "telescope",
-    "do_background_subtraction", "mask_sources_before_background", "background_estimation_n_boxes",
-    "source_extraction_threshold", "source_extraction_min_area", "source_extraction_do_plots",
-    "plate_solve_frames", "already_plate_solved", "plate_solving_strategy", "reference_frame_for_wcs",
-    "plate_scale_interval", "alternate_plate_solve_gaia_radius", "astrometry_net_api_key",
-    "max_pixel_anisotropy", "plate_solving_min_success_fraction", "star_selection_strategy",
-    "ROI_disk_radius_arcseconds", "star_min_gmag", "star_max_gmag", "star_max_astrometric_excess_noise",
-    "min_phot_g_mean_flux_over_error", "min_number_stars", "gaia_query_redo", "gaia_provider",
-    "stars_to_use_psf", "stars_to_use_norm", "stars_to_exclude_psf", "stars_to_exclude_norm",
-    "stamp_size_stars", "stamp_size_ROI", "redo_stamp_extraction", "mask_bad_rows_and_columns",
-    "clean_cosmics", "cosmics_masking_params", "redo_psf", "subsampling_factor", "field_distortion",
-    "psf_n_iter_analytic", "psf_n_iter_pixels", "psf_fit_exclude_strategy", "redo_star_photometry",
-    "star_deconv_n_iter", "star_photometry_uniform_background_per_epoch",
-    "star_photometry_starlet_global_background", "fluxes_fit_exclude_strategy",
-    "constraints_on_frame_columns_for_roi", "constraints_on_normalization_coeff",
-    "prepared_roi_cutouts_path", "photometric_band", "do_ROI_model", "point_sources",
-    "fix_point_source_astrometry", "starting_background", "further_optimize_background",
-    "roi_model_regularization", "roi_deconv_translations_iters", "roi_deconv_all_iters",
+    "workdir",
+    "raw_dirs",
+    "files_match_pattern",
+    "hdu_data_index",
+    "hdu_header_indexes",
+    "trim_vertical",
+    "trim_horizontal",
+    "multiprocessing_cpu_count",
+    "ROI",
+    "ROI_size",
+    "telescope",
+    "do_background_subtraction",
+    "mask_sources_before_background",
+    "background_estimation_n_boxes",
+    "source_extraction_threshold",
+    "source_extraction_min_area",
+    "source_extraction_do_plots",
+    "plate_solve_frames",
+    "already_plate_solved",
+    "plate_solving_strategy",
+    "reference_frame_for_wcs",
+    "plate_scale_interval",
+    "alternate_plate_solve_gaia_radius",
+    "astrometry_net_api_key",
+    "max_pixel_anisotropy",
+    "plate_solving_min_success_fraction",
+    "star_selection_strategy",
+    "ROI_disk_radius_arcseconds",
+    "star_min_gmag",
+    "star_max_gmag",
+    "star_max_astrometric_excess_noise",
+    "min_phot_g_mean_flux_over_error",
+    "min_number_stars",
+    "gaia_query_redo",
+    "gaia_provider",
+    "stars_to_use_psf",
+    "stars_to_use_norm",
+    "stars_to_exclude_psf",
+    "stars_to_exclude_norm",
+    "stamp_size_stars",
+    "stamp_size_ROI",
+    "redo_stamp_extraction",
+    "mask_bad_rows_and_columns",
+    "clean_cosmics",
+    "cosmics_masking_params",
+    "redo_psf",
+    "subsampling_factor",
+    "field_distortion",
+    "psf_n_iter_analytic",
+    "psf_n_iter_pixels",
+    "psf_fit_exclude_strategy",
+    "redo_star_photometry",
+    "star_deconv_n_iter",
+    "star_photometry_uniform_background_per_epoch",
+    "star_photometry_starlet_global_background",
+    "fluxes_fit_exclude_strategy",
+    "constraints_on_frame_columns_for_roi",
+    "constraints_on_normalization_coeff",
+    "prepared_roi_cutouts_path",
+    "photometric_band",
+    "do_ROI_model",
+    "point_sources",
+    "fix_point_source_astrometry",
+    "starting_background",
+    "further_optimize_background",
+    "roi_model_regularization",
+    "roi_deconv_translations_iters",
+    "roi_deconv_all_iters",
 ]
 GAIA_COLUMNS = [
-    "source_id", "ra", "dec", "ref_epoch", "pmra", "pmdec", "parallax", "phot_g_mean_mag", "phot_bp_mean_mag",
-    "phot_rp_mean_mag", "phot_g_mean_flux_over_error", "astrometric_excess_noise",
-    "astrometric_excess_noise_sig", "ruwe",
+    "source_id",
+    "ra",
+    "dec",
+    "ref_epoch",
+    "pmra",
+    "pmdec",
+    "parallax",
+    "phot_g_mean_mag",
+    "phot_bp_mean_mag",
+    "phot_rp_mean_mag",
+    "phot_g_mean_flux_over_error",
+    "astrometric_excess_noise",
+    "astrometric_excess_noise_sig",
+    "ruwe",
 ]
 
 
@@ -82,8 +142,12 @@ def test_same_seed_gives_identical_files(sim, tmp_path):
     again = simulate_dataset(tmp_path / "again", SPEC)
     assert again == truth
     assert load_truth(out) == truth
-    for rel in ["truth.json", "catalog/gaia_catalog.csv", "header_parser/parse_header.py",
-                *(f"raw/{f.file_name}" for f in truth.frames)]:
+    for rel in [
+        "truth.json",
+        "catalog/gaia_catalog.csv",
+        "header_parser/parse_header.py",
+        *(f"raw/{f.file_name}" for f in truth.frames),
+    ]:
         assert (out / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
     other = simulate_dataset(tmp_path / "other", SimulationSpec(nx=256, ny=256, n_frames=1, seed=4))
     assert not np.array_equal(_data(out, truth.frames[0]), _data(tmp_path / "other", other.frames[0]))
@@ -151,8 +215,11 @@ def test_psf_truth_is_consistent(sim):
         xx, yy = np.meshgrid(grid, grid)
         xr = xx * math.cos(theta) + yy * math.sin(theta)
         yr = -xx * math.sin(theta) + yy * math.cos(theta)
-        moffat = (frame.moffat_beta - 1) / (math.pi * a * b) * (1 + (xr / a) ** 2 + (yr / b) ** 2) ** (
-            -frame.moffat_beta)
+        moffat = (
+            (frame.moffat_beta - 1)
+            / (math.pi * a * b)
+            * (1 + (xr / a) ** 2 + (yr / b) ** 2) ** (-frame.moffat_beta)
+        )
         wing = np.exp(-(xx**2 + yy**2) / (2 * s**2)) / (2 * math.pi * s**2)
         psf = (1 - frame.wing_fraction) * moffat + frame.wing_fraction * wing
         step = grid[1] - grid[0]
@@ -181,7 +248,7 @@ def test_aperture_flux_of_the_isolated_star_matches_truth(sim):
         ix, iy = round(x), round(y)
         stamp = psf_stamp(frame, x - ix, y - iy)
         h = frame.psf_stamp_half_size
-        sy, sx = np.mgrid[-h:h + 1, -h:h + 1]
+        sy, sx = np.mgrid[-h : h + 1, -h : h + 1]
         fraction = stamp[np.hypot(sx - (x - ix), sy - (y - iy)) < radius].sum()
         assert 0.9 < fraction < 0.99
         expected = star.flux_e_per_s_per_frame[frame.index] * frame.transparency * fraction
@@ -216,7 +283,7 @@ def test_catalog_has_gaia_columns_and_the_special_sources(sim):
     for frame in truth.frames:
         data = _data(out, frame)
         x, y = round(saturated.x_pixels[frame.index]), round(saturated.y_pixels[frame.index])
-        assert data[y - 1:y + 2, x - 1:x + 2].max() == SPEC.saturation_adu
+        assert data[y - 1 : y + 2, x - 1 : x + 2].max() == SPEC.saturation_adu
     assert data.max() == SPEC.saturation_adu
 
 
@@ -229,18 +296,24 @@ def test_small_frames_have_enough_usable_stars(sim):
     for source in truth.sources:
         row = by_id[source.source_id]
         clean = float(row["astrometric_excess_noise_sig"]) < config["star_max_astrometric_excess_noise"]
-        inside = all(12 < x < SPEC.nx - 12 and 12 < y < SPEC.ny - 12
-                     for x, y in zip(source.x_pixels, source.y_pixels, strict=True))
+        inside = all(
+            12 < x < SPEC.nx - 12 and 12 < y < SPEC.ny - 12
+            for x, y in zip(source.x_pixels, source.y_pixels, strict=True)
+        )
         distance = roi.separation(SkyCoord(source.ra * u.deg, source.dec * u.deg)).arcsec
-        usable += (config["star_min_gmag"] <= source.g_mag <= config["star_max_gmag"] and inside
-                   and config["ROI_size"] < distance < config["ROI_disk_radius_arcseconds"]
-                   and clean
-                   and float(row["phot_g_mean_flux_over_error"]) > config["min_phot_g_mean_flux_over_error"])
+        usable += (
+            config["star_min_gmag"] <= source.g_mag <= config["star_max_gmag"]
+            and inside
+            and config["ROI_size"] < distance < config["ROI_disk_radius_arcseconds"]
+            and clean
+            and float(row["phot_g_mean_flux_over_error"]) > config["min_phot_g_mean_flux_over_error"]
+        )
     assert usable >= 15
 
 
-def _centroid(data: np.ndarray, x: float, y: float, radius: float, masked: set[tuple[int, int]]
-              ) -> tuple[float, float]:
+def _centroid(
+    data: np.ndarray, x: float, y: float, radius: float, masked: set[tuple[int, int]]
+) -> tuple[float, float]:
     """Iterated background-subtracted first moment in a circular window."""
     yy, xx = np.indices(data.shape)
     keep = np.ones(data.shape, bool)
@@ -261,8 +334,13 @@ def test_high_proper_motion_star_is_where_the_wcs_predicts(sim):
     assert fast
     checked = 0
     for star in fast:
-        coord = SkyCoord(star.ra * u.deg, star.dec * u.deg, pm_ra_cosdec=star.pmra * u.mas / u.yr,
-                         pm_dec=star.pmdec * u.mas / u.yr, obstime=Time(2016.0, format="jyear"))
+        coord = SkyCoord(
+            star.ra * u.deg,
+            star.dec * u.deg,
+            pm_ra_cosdec=star.pmra * u.mas / u.yr,
+            pm_dec=star.pmdec * u.mas / u.yr,
+            obstime=Time(2016.0, format="jyear"),
+        )
         for frame in truth.frames:
             if abs(star.x_pixels[frame.index] - frame.bad_column_x) < 8:
                 continue
@@ -321,7 +399,7 @@ def test_quasar_images(sim):
     images = [SkyCoord(q.ra * u.deg, q.dec * u.deg) for q in truth.quasar_images]
     assert [q.label for q in truth.quasar_images] == ["A", "B", "C", "D"]
     assert all(roi.separation(c).arcsec < 1.5 for c in images)
-    pairs = [a.separation(b).arcsec for i, a in enumerate(images) for b in images[i + 1:]]
+    pairs = [a.separation(b).arcsec for i, a in enumerate(images) for b in images[i + 1 :]]
     assert min(pairs) < 0.7
     catalog = SkyCoord([s.ra for s in truth.sources] * u.deg, [s.dec for s in truth.sources] * u.deg)
     assert roi.separation(catalog).arcsec.min() > 5.0  # the quasar is not in the catalogue
@@ -349,7 +427,7 @@ def test_cosmic_rays_and_bad_column_are_in_the_data(sim):
         assert len(frame.cosmic_ray_pixels) >= 3
         padded = np.pad(data, 2, mode="edge")
         for x, y in frame.cosmic_ray_pixels:
-            local = np.median(padded[y:y + 5, x:x + 5])
+            local = np.median(padded[y : y + 5, x : x + 5])
             assert data[y, x] - local > 1000, (x, y)
             assert math.hypot(x - frame.roi_pixel[0], y - frame.roi_pixel[1]) > 5
         if frame.cosmic_ray_near_star_source_id is not None:
