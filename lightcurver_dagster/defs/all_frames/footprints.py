@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 
 from lightcurver_dagster.defs.automation import follows_frames
-from lightcurver_dagster.defs.groups import ALL_FRAMES
+from lightcurver_dagster.defs.decorators import all_frames_asset
 from lightcurver_dagster.defs.per_frame.plate_solution import plate_solution
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase, WorkDirectory
 from lightcurver_ops import paths
@@ -21,9 +21,8 @@ def frames_hash(frame_ids: list[int]) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-@dg.asset(
+@all_frames_asset(
     deps=[plate_solution],
-    group_name=ALL_FRAMES,
     automation_condition=follows_frames(),
     kinds={"python"},
     code_version="1",

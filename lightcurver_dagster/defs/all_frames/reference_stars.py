@@ -5,7 +5,7 @@ from astropy.time import Time
 
 from lightcurver_dagster.defs.all_frames.footprints import footprints
 from lightcurver_dagster.defs.automation import when_missing
-from lightcurver_dagster.defs.groups import ALL_FRAMES
+from lightcurver_dagster.defs.decorators import all_frames_asset
 from lightcurver_dagster.defs.resources import (
     LightcurverConfigResource,
     ScienceDatabase,
@@ -20,11 +20,9 @@ from lightcurver_ops.errors import CatalogError
 from lightcurver_ops.star_plots import plot_footprints_with_stars
 
 
-@dg.asset(
+@all_frames_asset(
     deps=[footprints],
-    group_name=ALL_FRAMES,
     automation_condition=when_missing(),
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
     kinds={"python"},
     code_version="1",
 )
@@ -40,7 +38,8 @@ def reference_stars(
     significance and flux-over-error cuts, none closer than ``ROI_size`` to the ROI; named a, b, ...
     by distance to the ROI. The set is identified by a content hash of every selection parameter
     (lightcurver's ``combined_footprint_hash``): changing a cut makes a new, consistent set.
-    Re-materialise it after changing the selection; the frames' cutouts then follow by backfill."""
+    Re-materialise it after changing the selection; the frames' cutouts then follow by backfill.
+    Online queries are retried with backoff by the catalogue code itself."""
     config = lightcurver_config.load()
     engine = science_database.engine
     with engine.connect() as connection:

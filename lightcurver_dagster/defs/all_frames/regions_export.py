@@ -3,7 +3,7 @@
 import dagster as dg
 from sqlalchemy import select
 
-from lightcurver_dagster.defs.groups import ALL_FRAMES
+from lightcurver_dagster.defs.decorators import all_frames_asset
 from lightcurver_dagster.defs.per_frame.cutouts import cutouts
 from lightcurver_dagster.defs.resources import ScienceDatabase, WorkDirectory
 from lightcurver_ops import paths
@@ -11,7 +11,7 @@ from lightcurver_ops.cutouts import export_regions_h5
 from lightcurver_ops.db.schema import frames
 
 
-@dg.asset(deps=[cutouts], group_name=ALL_FRAMES, kinds={"hdf5"}, code_version="1")
+@all_frames_asset(deps=[cutouts], kinds={"hdf5"}, code_version="1")
 def regions_h5(science_database: ScienceDatabase, work_directory: WorkDirectory) -> dg.MaterializeResult:
     """All usable frames' stamps gathered into ``regions.h5`` with lightcurver's layout
     (``/frames/<stem>.fits/{data,noisemap,cosmicsmask,wcs,image_pixel_coordinates}/...``), for

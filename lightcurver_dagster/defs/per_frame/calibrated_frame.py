@@ -2,18 +2,14 @@
 
 import dagster as dg
 
-from lightcurver_dagster.defs.groups import PER_FRAME
-from lightcurver_dagster.defs.partitions import frames_partitions
+from lightcurver_dagster.defs.decorators import per_frame_asset
 from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase, WorkDirectory
 from lightcurver_ops.db.frames import frame_with_same_content, raw_file_for, upsert_frame
 from lightcurver_ops.frame_import import import_raw_file
 
 
-@dg.asset(
-    partitions_def=frames_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=PER_FRAME,
+@per_frame_asset(
     kinds={"python", "fits"},
     code_version="1",
 )

@@ -7,8 +7,7 @@ from sqlalchemy import Connection
 
 from lightcurver_dagster.defs.all_frames.reference_stars import reference_stars
 from lightcurver_dagster.defs.automation import follows_own_frame_not
-from lightcurver_dagster.defs.groups import PER_FRAME
-from lightcurver_dagster.defs.partitions import frames_partitions
+from lightcurver_dagster.defs.decorators import per_frame_asset
 from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
 from lightcurver_dagster.defs.per_frame.plate_solution import plate_solution
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase, WorkDirectory
@@ -31,10 +30,7 @@ def current_star_set(connection: Connection, selection: StarSelection) -> int | 
     return latest_star_set(connection)
 
 
-@dg.asset(
-    partitions_def=frames_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=PER_FRAME,
+@per_frame_asset(
     deps=[plate_solution, reference_stars],
     automation_condition=follows_own_frame_not(reference_stars.key.to_user_string()),
     kinds={"python", "hdf5"},

@@ -8,8 +8,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from lightcurver_dagster.defs.automation import follows_own_frame
-from lightcurver_dagster.defs.groups import PER_FRAME
-from lightcurver_dagster.defs.partitions import frames_partitions
+from lightcurver_dagster.defs.decorators import per_frame_asset
 from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
 from lightcurver_dagster.defs.per_frame.calibrated_frame import calibrated_frame
 from lightcurver_dagster.defs.resources import (
@@ -25,10 +24,7 @@ from lightcurver_ops.plate_solving import ReferenceFrame, solve_frame, source_po
 from lightcurver_ops.stages import PLATE_SOLUTION, eliminated_before
 
 
-@dg.asset(
-    partitions_def=frames_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=PER_FRAME,
+@per_frame_asset(
     deps=[calibrated_frame],
     automation_condition=follows_own_frame(),
     kinds={"python"},

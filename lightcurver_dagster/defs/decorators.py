@@ -1,0 +1,28 @@
+"""The two kinds of asset of this project, declared in one place.
+
+Per-frame assets are partitioned by frame and batch a range of frames into one run (one process,
+so JAX work can be batched); all-frames assets are unpartitioned and read every frame.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from lightcurver_dagster.defs.groups import ALL_FRAMES, PER_FRAME
+from lightcurver_dagster.defs.partitions import frames_partitions
+
+
+def per_frame_asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` partitioned by frame, single-run backfills, in the per-frame group."""
+    return dg.asset(
+        partitions_def=frames_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=PER_FRAME,
+        **kwargs,
+    )
+
+
+def all_frames_asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` over all frames (unpartitioned), in the all-frames group."""
+    return dg.asset(group_name=ALL_FRAMES, **kwargs)
