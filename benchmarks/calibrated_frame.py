@@ -25,9 +25,9 @@ from lightcurver_dagster.defs.sensors import range_run_tags
 from lightcurver_dagster.frame_registry import register_frames
 from lightcurver_ops.config import load_config
 from lightcurver_ops.db.engine import open_science_database
+from lightcurver_ops.files import file_sha256
 from lightcurver_ops.frame_import import import_frame
 from lightcurver_ops.header import load_header_parser
-from lightcurver_ops.ingest import file_sha256
 from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
 
 

@@ -39,6 +39,7 @@ import shapely.geometry
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from lightcurver_ops import files
 from lightcurver_ops._checks import check_positive
 from lightcurver_ops.config import LightcurverConfig
 from lightcurver_ops.errors import CatalogError
@@ -57,30 +58,63 @@ VIZIER_TAP_URL = "https://TAPVizieR.cds.unistra.fr/TAPVizieR/tap"
 VIZIER_TABLE = "I/355/gaiadr3"
 
 CATALOG_COLUMNS = (
-    "source_id", "ra", "dec", "ref_epoch", "pmra", "pmdec", "parallax", "phot_g_mean_mag",
-    "phot_bp_mean_mag", "phot_rp_mean_mag", "phot_g_mean_flux_over_error", "astrometric_excess_noise",
+    "source_id",
+    "ra",
+    "dec",
+    "ref_epoch",
+    "pmra",
+    "pmdec",
+    "parallax",
+    "phot_g_mean_mag",
+    "phot_bp_mean_mag",
+    "phot_rp_mean_mag",
+    "phot_g_mean_flux_over_error",
+    "astrometric_excess_noise",
     "astrometric_excess_noise_sig",
 )
 """Columns of a normalised catalogue, in order (Gaia DR3 names and units)."""
 
 _OPTIONAL_COLUMNS = {
-    "ref_epoch": GAIA_DR3_REF_EPOCH, "parallax": math.nan, "astrometric_excess_noise": math.nan,
+    "ref_epoch": GAIA_DR3_REF_EPOCH,
+    "parallax": math.nan,
+    "astrometric_excess_noise": math.nan,
 }
 REQUIRED_COLUMNS = tuple(name for name in CATALOG_COLUMNS if name not in _OPTIONAL_COLUMNS)
 """Columns a catalogue must have; the others default to DR3's epoch and NaN."""
 
 VIZIER_COLUMNS = {
-    "Source": "source_id", "RA_ICRS": "ra", "DE_ICRS": "dec", "pmRA": "pmra", "pmDE": "pmdec",
-    "Plx": "parallax", "Gmag": "phot_g_mean_mag", "BPmag": "phot_bp_mean_mag", "RPmag": "phot_rp_mean_mag",
-    "RFG": "phot_g_mean_flux_over_error", "epsi": "astrometric_excess_noise",
+    "Source": "source_id",
+    "RA_ICRS": "ra",
+    "DE_ICRS": "dec",
+    "pmRA": "pmra",
+    "pmDE": "pmdec",
+    "Plx": "parallax",
+    "Gmag": "phot_g_mean_mag",
+    "BPmag": "phot_bp_mean_mag",
+    "RPmag": "phot_rp_mean_mag",
+    "RFG": "phot_g_mean_flux_over_error",
+    "epsi": "astrometric_excess_noise",
     "sepsi": "astrometric_excess_noise_sig",
 }
 """VizieR ``I/355/gaiadr3`` columns and their Gaia archive names (positions at epoch 2016.0)."""
 
 STAR_COLUMNS = (
-    "name", "gaia_id", "ra", "dec", "gmag", "rmag", "bmag", "pmra", "pmdec", "ref_epoch",
-    "distance_to_roi_arcsec", "source_id", "parallax", "phot_g_mean_flux_over_error",
-    "astrometric_excess_noise", "astrometric_excess_noise_sig",
+    "name",
+    "gaia_id",
+    "ra",
+    "dec",
+    "gmag",
+    "rmag",
+    "bmag",
+    "pmra",
+    "pmdec",
+    "ref_epoch",
+    "distance_to_roi_arcsec",
+    "source_id",
+    "parallax",
+    "phot_g_mean_flux_over_error",
+    "astrometric_excess_noise",
+    "astrometric_excess_noise_sig",
 )
 """Columns of `select_stars`' result: lightcurver's ``stars`` columns first (``rmag`` is Gaia RP,
 ``bmag`` Gaia BP, as in lightcurver), then the catalogue values the selection used."""
@@ -94,8 +128,14 @@ MAX_QUERY_ROWS = 1_000_000
 
 _QUERY_MARGIN_DEG = 1.0 / 3600.0  # the covering circle is this much larger than the region
 _FILE_FORMATS = {
-    ".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
-    ".vot": "votable", ".votable": "votable", ".xml": "votable",
+    ".csv": "ascii.csv",
+    ".ecsv": "ascii.ecsv",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".fts": "fits",
+    ".vot": "votable",
+    ".votable": "votable",
+    ".xml": "votable",
 }
 _MJD_J2000 = 51544.5  # MJD of the Julian epoch J2000.0 (TT; the offset to UTC is irrelevant here)
 _DAYS_PER_JULIAN_YEAR = 365.25
@@ -213,8 +253,10 @@ class SkyPolygon:
             footprint = shapely.geometry.shape(footprint)
         if isinstance(footprint, shapely.Geometry):
             if not isinstance(footprint, shapely.Polygon) or footprint.is_empty or footprint.interiors:
-                raise CatalogError(f"footprint must be one polygon without holes, got {footprint.geom_type} "
-                                   f"({'empty' if footprint.is_empty else 'with holes or in pieces'})")
+                raise CatalogError(
+                    f"footprint must be one polygon without holes, got {footprint.geom_type} "
+                    f"({'empty' if footprint.is_empty else 'with holes or in pieces'})"
+                )
             footprint = list(footprint.exterior.coords)
         return cls(tuple(tuple(vertex) for vertex in footprint))
 
@@ -278,8 +320,10 @@ def _source_ids(table: Table, source: str) -> np.ndarray:
         except (ValueError, OverflowError):
             raise CatalogError(f"{source}: source_id must hold integers, got non-integer text") from None
     else:
-        raise CatalogError(f"{source}: source_id must be an integer column (a {values.dtype} column loses "
-                           "the digits of Gaia identifiers)")
+        raise CatalogError(
+            f"{source}: source_id must be an integer column (a {values.dtype} column loses "
+            "the digits of Gaia identifiers)"
+        )
     unique, counts = np.unique(ids, return_counts=True)
     if np.any(counts > 1):
         raise CatalogError(f"{source}: duplicated source_id {', '.join(map(str, unique[counts > 1][:5]))}")
@@ -315,8 +359,9 @@ def normalize_catalog(table: Table, source: str) -> Table:
     columns = dict(zip(lower, table.colnames, strict=True))
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
-        raise CatalogError(f"{source}: missing column(s) {', '.join(missing)} "
-                           f"(found: {', '.join(table.colnames) or 'none'})")
+        raise CatalogError(
+            f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(table.colnames) or 'none'})"
+        )
     renamed = Table({name: table[columns[name]] for name in CATALOG_COLUMNS if name in columns}, copy=False)
     out = Table()
     out["source_id"] = _source_ids(renamed, source)
@@ -369,14 +414,10 @@ def read_catalog_file(path: Path | str) -> Table:
 
 def file_sha256(path: Path | str) -> str:
     """Hex SHA-256 of a file's content; a `CatalogError` naming the file if it cannot be read."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return files.file_sha256(path)
     except OSError as exc:
         raise CatalogError(f"catalogue file {path}: {exc.strerror or exc}") from None
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -412,8 +453,10 @@ def gaia_adql(region: Region, provider: Literal["gaia", "vizier"]) -> str:
         columns, table, ra, dec = ", ".join(VIZIER_COLUMNS), f'"{VIZIER_TABLE}"', "RA_ICRS", "DE_ICRS"
     else:
         raise ValueError(f"provider must be 'gaia' or 'vizier' for an online query, got {provider!r}")
-    return (f"SELECT {columns} FROM {table} WHERE 1=CONTAINS(POINT('ICRS', {ra}, {dec}), "
-            f"CIRCLE('ICRS', {ra0!r}, {dec0!r}, {radius!r}))")
+    return (
+        f"SELECT {columns} FROM {table} WHERE 1=CONTAINS(POINT('ICRS', {ra}, {dec}), "
+        f"CIRCLE('ICRS', {ra0!r}, {dec0!r}, {radius!r}))"
+    )
 
 
 def _call_with_timeout(function: Callable[[], Table], timeout_s: float) -> Table:
@@ -450,8 +493,14 @@ def _run_query(query: str, provider: str) -> Table:
     return TapPlus(url=VIZIER_TAP_URL).launch_job(query, maxrec=MAX_QUERY_ROWS).get_results()
 
 
-def query_gaia(region: Region, provider: Literal["gaia", "vizier"] = "gaia", *, retries: int = 3,
-               timeout_s: float = 600.0, backoff_s: float = 2.0) -> Table:
+def query_gaia(
+    region: Region,
+    provider: Literal["gaia", "vizier"] = "gaia",
+    *,
+    retries: int = 3,
+    timeout_s: float = 600.0,
+    backoff_s: float = 2.0,
+) -> Table:
     """Gaia DR3 sources around ``region`` from the Gaia archive or VizieR, normalised.
 
     The query (`gaia_adql`) returns every source in a circle covering the region, without cuts;
@@ -498,11 +547,15 @@ def query_gaia(region: Region, provider: Literal["gaia", "vizier"] = "gaia", *, 
         except OSError as exc:  # ConnectionError, TimeoutError, requests' and urllib's HTTP errors
             last_error = exc
     else:
-        raise CatalogError(f"{provider} query failed after {retries + 1} attempt(s): "
-                           f"{type(last_error).__name__}: {last_error}") from last_error
+        raise CatalogError(
+            f"{provider} query failed after {retries + 1} attempt(s): "
+            f"{type(last_error).__name__}: {last_error}"
+        ) from last_error
     if len(table) >= MAX_QUERY_ROWS:
-        raise CatalogError(f"{provider} query returned {len(table)} rows, the row limit: the answer is "
-                           "truncated; use a smaller region")
+        raise CatalogError(
+            f"{provider} query returned {len(table)} rows, the row limit: the answer is "
+            "truncated; use a smaller region"
+        )
     if provider == "vizier":
         renames = {name.lower(): gaia for name, gaia in VIZIER_COLUMNS.items()}
         table = Table({renames.get(name.lower(), name): table[name] for name in table.colnames}, copy=False)
@@ -599,8 +652,11 @@ class StarSelection:
             _optional_number(name, getattr(self, name))
         if self.gmag_min is not None and self.gmag_max is not None and self.gmag_min > self.gmag_max:
             raise ValueError(f"gmag_min {self.gmag_min} exceeds gmag_max {self.gmag_max}")
-        if (isinstance(self.min_number_stars, bool) or not isinstance(self.min_number_stars, Integral)
-                or self.min_number_stars < 1):
+        if (
+            isinstance(self.min_number_stars, bool)
+            or not isinstance(self.min_number_stars, Integral)
+            or self.min_number_stars < 1
+        ):
             raise ValueError(f"min_number_stars must be a positive integer, got {self.min_number_stars!r}")
         check_positive("roi_size_arcsec", self.roi_size_arcsec)
         _check_sky_position("ROI", self.roi_ra, self.roi_dec)
@@ -623,13 +679,20 @@ class StarSelection:
         """
         catalog_file = config.resolve(config.gaia_catalog_file) if config.gaia_provider == "file" else None
         return cls(
-            strategy=config.star_selection_strategy, disk_radius_arcsec=config.ROI_disk_radius_arcseconds,
-            gmag_min=config.star_min_gmag, gmag_max=config.star_max_gmag,
+            strategy=config.star_selection_strategy,
+            disk_radius_arcsec=config.ROI_disk_radius_arcseconds,
+            gmag_min=config.star_min_gmag,
+            gmag_max=config.star_max_gmag,
             max_excess_noise_sig=config.star_max_astrometric_excess_noise,
             min_flux_over_error=config.min_phot_g_mean_flux_over_error,
-            min_number_stars=config.min_number_stars, roi_size_arcsec=config.ROI_size,
-            roi_ra=config.roi_ra_deg, roi_dec=config.roi_dec_deg, provider=config.gaia_provider,
-            catalog_identity=catalog_identity(config.gaia_provider, catalog_file), catalog_file=catalog_file)
+            min_number_stars=config.min_number_stars,
+            roi_size_arcsec=config.ROI_size,
+            roi_ra=config.roi_ra_deg,
+            roi_dec=config.roi_dec_deg,
+            provider=config.gaia_provider,
+            catalog_identity=catalog_identity(config.gaia_provider, catalog_file),
+            catalog_file=catalog_file,
+        )
 
     def disk(self) -> SkyCircle:
         """The ROI disk (used as the region by the ``'ROI_disk'`` strategy)."""
@@ -660,16 +723,22 @@ class StarSelection:
         elif isinstance(region, SkyPolygon):
             region_description = region.describe()
         else:
-            raise ValueError(f"a {self.strategy} star set depends on its footprint: region must be the "
-                             f"SkyPolygon the stars are selected in, got {type(region).__name__}")
+            raise ValueError(
+                f"a {self.strategy} star set depends on its footprint: region must be the "
+                f"SkyPolygon the stars are selected in, got {type(region).__name__}"
+            )
 
         def number(value: float | None) -> float | None:
             return None if value is None else float(value)
 
         return {
-            "version": SELECTION_RULES_VERSION, "strategy": self.strategy, "region": region_description,
-            "roi": [float(self.roi_ra), float(self.roi_dec)], "roi_size_arcsec": float(self.roi_size_arcsec),
-            "gmag_min": number(self.gmag_min), "gmag_max": number(self.gmag_max),
+            "version": SELECTION_RULES_VERSION,
+            "strategy": self.strategy,
+            "region": region_description,
+            "roi": [float(self.roi_ra), float(self.roi_dec)],
+            "roi_size_arcsec": float(self.roi_size_arcsec),
+            "gmag_min": number(self.gmag_min),
+            "gmag_max": number(self.gmag_max),
             "max_astrometric_excess_noise_sig": number(self.max_excess_noise_sig),
             "min_phot_g_mean_flux_over_error": number(self.min_flux_over_error),
             "catalog": self.catalog_identity,
@@ -692,8 +761,9 @@ class StarSelection:
         return value % (2**63 - 1) + 1
 
 
-def region_for_selection(selection: StarSelection, common_footprint: Any = None,
-                         largest_footprint: Any = None) -> Region:
+def region_for_selection(
+    selection: StarSelection, common_footprint: Any = None, largest_footprint: Any = None
+) -> Region:
     """The region a selection's stars are taken from.
 
     Parameters
@@ -719,17 +789,28 @@ def region_for_selection(selection: StarSelection, common_footprint: Any = None,
         raise ValueError(f"selection must be a StarSelection, got {type(selection).__name__}")
     if selection.strategy == "ROI_disk":
         return selection.disk()
-    name, footprint = (("common", common_footprint) if selection.strategy == "common_footprint_stars"
-                       else ("largest", largest_footprint))
+    name, footprint = (
+        ("common", common_footprint)
+        if selection.strategy == "common_footprint_stars"
+        else ("largest", largest_footprint)
+    )
     if footprint is None:
-        raise CatalogError(f"star_selection_strategy {selection.strategy} needs the {name} footprint of the "
-                           "frames, which is not available (no plate-solved frames, or frames that do not "
-                           "overlap)")
+        raise CatalogError(
+            f"star_selection_strategy {selection.strategy} needs the {name} footprint of the "
+            "frames, which is not available (no plate-solved frames, or frames that do not "
+            "overlap)"
+        )
     return SkyPolygon.from_footprint(footprint)
 
 
-def load_catalog(selection: StarSelection, region: Region, *, retries: int = 3, timeout_s: float = 600.0,
-                 backoff_s: float = 2.0) -> Table:
+def load_catalog(
+    selection: StarSelection,
+    region: Region,
+    *,
+    retries: int = 3,
+    timeout_s: float = 600.0,
+    backoff_s: float = 2.0,
+) -> Table:
     """The catalogue a selection reads: its local file, or an online query around ``region``.
 
     Parameters
@@ -748,11 +829,14 @@ def load_catalog(selection: StarSelection, region: Region, *, retries: int = 3, 
         read, or the query fails.
     """
     if selection.provider != "file":
-        return query_gaia(region, selection.provider, retries=retries, timeout_s=timeout_s,
-                          backoff_s=backoff_s)
+        return query_gaia(
+            region, selection.provider, retries=retries, timeout_s=timeout_s, backoff_s=backoff_s
+        )
     if catalog_identity("file", selection.catalog_file) != selection.catalog_identity:
-        raise CatalogError(f"catalogue file {selection.catalog_file} changed since the star selection was "
-                           "built; build it again")
+        raise CatalogError(
+            f"catalogue file {selection.catalog_file} changed since the star selection was "
+            "built; build it again"
+        )
     return read_catalog_file(selection.catalog_file)
 
 
@@ -824,8 +908,10 @@ def select_stars(catalog: Table, selection: StarSelection, region: Region) -> Ta
         raise ValueError(f"catalog must be an astropy Table, got {type(catalog).__name__}")
     missing = [name for name in CATALOG_COLUMNS if name not in catalog.colnames]
     if missing:
-        raise CatalogError(f"catalogue lacks the normalised column(s) {', '.join(missing)}: read it with "
-                           "read_catalog_file or query_gaia")
+        raise CatalogError(
+            f"catalogue lacks the normalised column(s) {', '.join(missing)}: read it with "
+            "read_catalog_file or query_gaia"
+        )
     if not isinstance(selection, StarSelection):
         raise ValueError(f"selection must be a StarSelection, got {type(selection).__name__}")
     _check_region(region)
@@ -843,14 +929,26 @@ def select_stars(catalog: Table, selection: StarSelection, region: Region) -> Ta
             magnitude &= g <= selection.gmag_max
         steps.append((f"with {_bound_text(selection)} and BP, RP magnitudes", magnitude))
         if selection.max_excess_noise_sig is not None:
-            steps.append((f"with astrometric_excess_noise_sig < {selection.max_excess_noise_sig:g}",
-                          column("astrometric_excess_noise_sig") < selection.max_excess_noise_sig))
+            steps.append(
+                (
+                    f"with astrometric_excess_noise_sig < {selection.max_excess_noise_sig:g}",
+                    column("astrometric_excess_noise_sig") < selection.max_excess_noise_sig,
+                )
+            )
         if selection.min_flux_over_error is not None:
-            steps.append((f"with phot_g_mean_flux_over_error > {selection.min_flux_over_error:g}",
-                          column("phot_g_mean_flux_over_error") > selection.min_flux_over_error))
+            steps.append(
+                (
+                    f"with phot_g_mean_flux_over_error > {selection.min_flux_over_error:g}",
+                    column("phot_g_mean_flux_over_error") > selection.min_flux_over_error,
+                )
+            )
         distance = separation_deg(column("ra"), column("dec"), selection.roi_ra, selection.roi_dec) * 3600.0
-        steps.append((f"farther than ROI_size {selection.roi_size_arcsec:g} arcsec from the ROI",
-                      distance > selection.roi_size_arcsec))
+        steps.append(
+            (
+                f"farther than ROI_size {selection.roi_size_arcsec:g} arcsec from the ROI",
+                distance > selection.roi_size_arcsec,
+            )
+        )
     keep = np.ones(len(catalog), dtype=bool)
     funnel = []
     for label, passed in steps:
@@ -858,9 +956,10 @@ def select_stars(catalog: Table, selection: StarSelection, region: Region) -> Ta
         funnel.append(f"{np.count_nonzero(keep)} {label}")
     n_kept = int(np.count_nonzero(keep))
     if n_kept < selection.min_number_stars:
-        raise CatalogError(f"only {n_kept} reference star(s) pass the selection, min_number_stars is "
-                           f"{selection.min_number_stars}: of {len(catalog)} catalogue sources, "
-                           + ", then ".join(funnel))
+        raise CatalogError(
+            f"only {n_kept} reference star(s) pass the selection, min_number_stars is "
+            f"{selection.min_number_stars}: of {len(catalog)} catalogue sources, " + ", then ".join(funnel)
+        )
 
     index = np.flatnonzero(keep)
     source_id = np.asarray(catalog["source_id"], dtype=np.int64)
@@ -868,14 +967,25 @@ def select_stars(catalog: Table, selection: StarSelection, region: Region) -> Ta
     stars = Table()
     stars["name"] = np.array(star_names(len(index)), dtype=str)
     stars["gaia_id"] = np.array([str(i) for i in source_id[index]], dtype=str)
-    for name, catalog_name in (("ra", "ra"), ("dec", "dec"), ("gmag", "phot_g_mean_mag"),
-                               ("rmag", "phot_rp_mean_mag"), ("bmag", "phot_bp_mean_mag"), ("pmra", "pmra"),
-                               ("pmdec", "pmdec"), ("ref_epoch", "ref_epoch")):
+    for name, catalog_name in (
+        ("ra", "ra"),
+        ("dec", "dec"),
+        ("gmag", "phot_g_mean_mag"),
+        ("rmag", "phot_rp_mean_mag"),
+        ("bmag", "phot_bp_mean_mag"),
+        ("pmra", "pmra"),
+        ("pmdec", "pmdec"),
+        ("ref_epoch", "ref_epoch"),
+    ):
         stars[name] = column(catalog_name)[index]
     stars["distance_to_roi_arcsec"] = distance[index]
     stars["source_id"] = source_id[index]
-    for name in ("parallax", "phot_g_mean_flux_over_error", "astrometric_excess_noise",
-                 "astrometric_excess_noise_sig"):
+    for name in (
+        "parallax",
+        "phot_g_mean_flux_over_error",
+        "astrometric_excess_noise",
+        "astrometric_excess_noise_sig",
+    ):
         stars[name] = column(name)[index]
     return stars
 
@@ -889,8 +999,9 @@ def julian_year_to_mjd(epoch: Any) -> np.ndarray:
     return _MJD_J2000 + (np.asarray(epoch, dtype=float) - 2000.0) * _DAYS_PER_JULIAN_YEAR
 
 
-def propagate(ra: Any, dec: Any, pmra: Any, pmdec: Any, ref_epoch: Any, mjd: Any
-              ) -> tuple[np.ndarray, np.ndarray]:
+def propagate(
+    ra: Any, dec: Any, pmra: Any, pmdec: Any, ref_epoch: Any, mjd: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions at date ``mjd`` from catalogue positions and proper motions.
 
     Space motion at constant velocity perpendicular to the line of sight (parallax and radial
@@ -924,8 +1035,9 @@ def propagate(ra: Any, dec: Any, pmra: Any, pmdec: Any, ref_epoch: Any, mjd: Any
     return radec(moved)
 
 
-def stars_in_frame(stars: Table, wcs: WCS, image_shape: tuple[int, int], mjd: float, stamp_size: int
-                   ) -> Table:
+def stars_in_frame(
+    stars: Table, wcs: WCS, image_shape: tuple[int, int], mjd: float, stamp_size: int
+) -> Table:
     """The stars whose whole stamp lies inside a frame, with their pixel positions at its date.
 
     Positions are propagated to ``mjd`` (`propagate`) and mapped through ``wcs``. A stamp of
@@ -957,8 +1069,9 @@ def stars_in_frame(stars: Table, wcs: WCS, image_shape: tuple[int, int], mjd: fl
         raise ValueError(f"stars lack column(s) {', '.join(missing)}")
     if not isinstance(wcs, WCS) or not wcs.has_celestial:
         raise ValueError("wcs must be an astropy WCS with celestial axes")
-    if (len(image_shape) != 2
-            or not all(isinstance(n, Integral) and not isinstance(n, bool) and n > 0 for n in image_shape)):
+    if len(image_shape) != 2 or not all(
+        isinstance(n, Integral) and not isinstance(n, bool) and n > 0 for n in image_shape
+    ):
         raise ValueError(f"image_shape must be (ny, nx) positive integers, got {image_shape!r}")
     check_positive("mjd", mjd)
     if isinstance(stamp_size, bool) or not isinstance(stamp_size, Integral) or stamp_size < 1:

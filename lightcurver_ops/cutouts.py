@@ -23,9 +23,7 @@ Pixel coordinates are 0-based with the centre of the first pixel at (0, 0): pixe
 """
 
 import math
-import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -38,6 +36,7 @@ from astropy.wcs import WCS, Sip
 from scipy import ndimage
 
 from lightcurver_ops._checks import check_positive
+from lightcurver_ops.files import atomic_path
 
 _LINE_WINDOW = 21  # lines in the running median giving the local level/scatter of a line
 _MIN_LINE_PIXELS = 8  # lines with fewer finite pixels are not judged
@@ -519,25 +518,17 @@ def write_frame_cutouts(
     checked_attrs = _check_attrs(attrs)
     shape = _check_frame_shape(frame_shape)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with h5py.File(temporary, "w") as f:
-            f.attrs.update(checked_attrs)
-            f.attrs["frame_shape"] = np.asarray(shape, dtype=np.int64)
-            for name, stamp in checked_stamps.items():
-                group = f.create_group(name)
-                group.create_dataset("data", data=np.asarray(stamp.data, dtype=np.float32), **_COMPRESSION)
-                group.create_dataset("noise", data=np.asarray(stamp.noise, dtype=np.float32), **_COMPRESSION)
-                group.create_dataset("mask", data=np.asarray(stamp.mask, dtype=bool), **_COMPRESSION)
-                group.create_dataset("origin", data=np.asarray(stamp.origin, dtype=np.int64))
-                group.create_dataset("position", data=np.asarray(stamp.position, dtype=np.float64))
-                group.create_dataset("wcs_header", data=stamp.wcs_header, dtype=h5py.string_dtype())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
+        f.attrs.update(checked_attrs)
+        f.attrs["frame_shape"] = np.asarray(shape, dtype=np.int64)
+        for name, stamp in checked_stamps.items():
+            group = f.create_group(name)
+            group.create_dataset("data", data=np.asarray(stamp.data, dtype=np.float32), **_COMPRESSION)
+            group.create_dataset("noise", data=np.asarray(stamp.noise, dtype=np.float32), **_COMPRESSION)
+            group.create_dataset("mask", data=np.asarray(stamp.mask, dtype=bool), **_COMPRESSION)
+            group.create_dataset("origin", data=np.asarray(stamp.origin, dtype=np.int64))
+            group.create_dataset("position", data=np.asarray(stamp.position, dtype=np.float64))
+            group.create_dataset("wcs_header", data=stamp.wcs_header, dtype=h5py.string_dtype())
 
 
 def read_frame_cutouts(path: Path | str) -> tuple[dict[str, Stamp], dict[str, float | str], tuple[int, int]]:
@@ -628,26 +619,18 @@ def export_regions_h5(frame_files: Mapping[str, Path | str], out_path: Path | st
     for relpath in frame_files:
         if not isinstance(relpath, str) or not _RELPATH.match(relpath):
             raise ValueError(f"frame key must be an image_relpath 'frames/<stem>.fits', got {relpath!r}")
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with h5py.File(temporary, "w") as f:
-            for relpath, file in frame_files.items():
-                stamps, _, frame_shape = read_frame_cutouts(file)
-                group = f.create_group(relpath)
-                group.create_dataset("frame_shape", data=np.asarray(frame_shape, dtype=np.int64))
-                for name, stamp in stamps.items():
-                    centre = np.asarray(stamp.origin, dtype=np.float64) + (stamp.size - 1) / 2.0
-                    group.create_dataset(f"data/{name}", data=np.asarray(stamp.data, dtype=np.float32))
-                    group.create_dataset(f"noisemap/{name}", data=np.asarray(stamp.noise, dtype=np.float32))
-                    group.create_dataset(f"cosmicsmask/{name}", data=np.asarray(stamp.mask, dtype=bool))
-                    group.create_dataset(f"wcs/{name}", data=stamp.wcs_header, dtype=h5py.string_dtype())
-                    group.create_dataset(f"image_pixel_coordinates/{name}", data=centre)
-        os.replace(temporary, out_path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(out_path) as temporary, h5py.File(temporary, "w") as f:
+        for relpath, file in frame_files.items():
+            stamps, _, frame_shape = read_frame_cutouts(file)
+            group = f.create_group(relpath)
+            group.create_dataset("frame_shape", data=np.asarray(frame_shape, dtype=np.int64))
+            for name, stamp in stamps.items():
+                centre = np.asarray(stamp.origin, dtype=np.float64) + (stamp.size - 1) / 2.0
+                group.create_dataset(f"data/{name}", data=np.asarray(stamp.data, dtype=np.float32))
+                group.create_dataset(f"noisemap/{name}", data=np.asarray(stamp.noise, dtype=np.float32))
+                group.create_dataset(f"cosmicsmask/{name}", data=np.asarray(stamp.mask, dtype=bool))
+                group.create_dataset(f"wcs/{name}", data=stamp.wcs_header, dtype=h5py.string_dtype())
+                group.create_dataset(f"image_pixel_coordinates/{name}", data=centre)
 
 
 def _check_attrs(attrs: Mapping[str, float | str]) -> dict[str, float | str]:

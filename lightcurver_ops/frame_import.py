@@ -16,8 +16,8 @@ from lightcurver_ops import frames, paths
 from lightcurver_ops.config import LightcurverConfig
 from lightcurver_ops.ephemeris import ephemeris
 from lightcurver_ops.errors import FrameError
+from lightcurver_ops.files import file_sha256
 from lightcurver_ops.header import HeaderParser, parse_frame_header
-from lightcurver_ops.ingest import file_sha256
 from lightcurver_ops.plots import plot_sources
 from lightcurver_ops.stages import CALIBRATION, elimination
 

@@ -16,9 +16,7 @@ The steps follow lightcurver's frame importation (spec §6.2) with its bugs fixe
 Pixel coordinates are 0-based with the centre of the first pixel at (0, 0), as in sep and numpy.
 """
 
-import os
 import re
-import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from lightcurver_ops._checks import check_non_negative_int, check_positive
 from lightcurver_ops.background import estimate_background
 from lightcurver_ops.errors import FrameError
+from lightcurver_ops.files import atomic_path
 from lightcurver_ops.seeing import measure_seeing
 from lightcurver_ops.sources import add_windowed_positions, extract_sources
 
@@ -393,13 +392,5 @@ def write_calibrated_frame(frame: CalibratedFrame, image_path: Path | str, sourc
 
 
 def _write_atomically(hdul: fits.HDUList, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name in the same directory (same file system, so os.replace is atomic), created by
-    # astropy with the usual permissions.
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         hdul.writeto(temporary, overwrite=True, output_verify="silentfix")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

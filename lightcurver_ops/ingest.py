@@ -122,12 +122,3 @@ def plan_ingest(
         batch = plan.changed if known is not None and key in known_partitions else plan.new
         batch.append(RawFileRecord(key, item.path, item.size_bytes, item.mtime_ns))
     return plan
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes (identical copies of a frame are recognised by it)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -4,7 +4,8 @@ import pytest
 
 from lightcurver_ops.db.frames import RawFileRecord
 from lightcurver_ops.errors import ConfigError
-from lightcurver_ops.ingest import RawFileStat, file_sha256, plan_ingest, safe_partition_key, scan_raw_dirs
+from lightcurver_ops.files import file_sha256
+from lightcurver_ops.ingest import RawFileStat, plan_ingest, safe_partition_key, scan_raw_dirs
 
 NOW = 10_000 * 10**9
 
