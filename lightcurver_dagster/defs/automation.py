@@ -30,8 +30,19 @@ def follows_own_frame_not(*baselines: str) -> dg.AutomationCondition:
 
 
 def when_missing() -> dg.AutomationCondition:
-    """For a baseline: built once when missing (and its inputs exist); rebuilt on demand."""
-    return AC.on_missing()
+    """For a baseline: built when missing once its inputs exist; rebuilt on demand.
+
+    ``AutomationCondition.on_missing()`` only acts on targets that become missing after the condition
+    is first evaluated, so a baseline missing from the start would never be built. A failed attempt
+    is not repeated every tick: fix the cause (the message says which) and materialise it.
+    """
+    return (
+        AC.missing()
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+        & ~AC.execution_failed()
+    )
 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
