@@ -23,6 +23,7 @@ from lightcurver_ops.db.frames import (
     registered_raw_files,
     upsert_frame,
 )
+from lightcurver_ops.db.psfs import psf_chi2_values, replace_psf
 from lightcurver_ops.db.schema import frames, metadata
 
 LIGHTCURVER_TABLES = {
@@ -153,3 +154,14 @@ def test_database_from_an_older_revision_upgrades_keeping_its_rows(database_url)
     with engine.connect() as connection:
         assert connection.execute(select(frames.c.mjd)).scalars().all() == [59000.0]
     engine.dispose()
+
+
+def test_psf_rows_are_replaced_per_frame_and_star_set(engine):
+    with engine.begin() as connection:
+        frame_id = upsert_frame(connection, {"partition_key": "f1"})
+        replace_psf(connection, frame_id, 7, {"psf_ref": "psf_a_b", "chi2": 1.2, "subsampling_factor": 2})
+        replace_psf(connection, frame_id, 7, {"psf_ref": "psf_a_c", "chi2": 1.0, "subsampling_factor": 2})
+        replace_psf(connection, frame_id, 8, {"psf_ref": "psf_a", "chi2": 0.9, "subsampling_factor": 2})
+        assert psf_chi2_values(connection, 7) == {frame_id: 1.0}
+        replace_psf(connection, frame_id, 8, None)
+        assert psf_chi2_values(connection, 8) == {}
