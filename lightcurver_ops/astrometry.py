@@ -399,8 +399,13 @@ def _world_to_pixel(wcs: WCS, radec: np.ndarray) -> np.ndarray:
     return np.column_stack(wcs.wcs_world2pix(radec[:, 0], radec[:, 1], 0))
 
 
-def _tan_wcs(crval: Sequence[float], crpix0: np.ndarray, cd: np.ndarray, template: WCS | None = None,
-             sip: tuple[np.ndarray | None, ...] | None = None) -> WCS:
+def _tan_wcs(
+    crval: Sequence[float],
+    crpix0: np.ndarray,
+    cd: np.ndarray,
+    template: WCS | None = None,
+    sip: tuple[np.ndarray | None, ...] | None = None,
+) -> WCS:
     """A celestial TAN (or TAN-SIP) WCS from CRVAL (deg), 0-based CRPIX and CD (deg/pixel).
 
     RADESYS, EQUINOX and LONPOLE/LATPOLE are copied from ``template`` (ICRS when None). ``sip`` is
@@ -449,8 +454,9 @@ def _substitute_linear(coefficients: np.ndarray, matrix: np.ndarray) -> np.ndarr
     return result
 
 
-def _transform_sip_pair(first: np.ndarray | None, second: np.ndarray | None, matrix: np.ndarray,
-                        inverse: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _transform_sip_pair(
+    first: np.ndarray | None, second: np.ndarray | None, matrix: np.ndarray, inverse: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The distortion ``f`` (components ``first``, ``second``) as ``v -> matrix·f(inverse·v)``."""
     if first is None or second is None:
         return None, None
@@ -460,8 +466,10 @@ def _transform_sip_pair(first: np.ndarray | None, second: np.ndarray | None, mat
         full = np.zeros((size, size))
         full[: component.shape[0], : component.shape[1]] = component
         padded.append(_substitute_linear(full, inverse))
-    return (matrix[0, 0] * padded[0] + matrix[0, 1] * padded[1],
-            matrix[1, 0] * padded[0] + matrix[1, 1] * padded[1])
+    return (
+        matrix[0, 0] * padded[0] + matrix[0, 1] * padded[1],
+        matrix[1, 0] * padded[0] + matrix[1, 1] * padded[1],
+    )
 
 
 def _compose_wcs(reference: WCS, affine: np.ndarray) -> WCS:
@@ -484,9 +492,13 @@ def _compose_wcs(reference: WCS, affine: np.ndarray) -> WCS:
 # Strategy: adapt the WCS of a reference frame
 
 
-def adapt_wcs_from_reference(reference_wcs: WCS, reference_xy: np.ndarray, target_xy: np.ndarray,
-                             reference_flux: np.ndarray | None = None, target_flux: np.ndarray | None = None
-                             ) -> WcsSolution:
+def adapt_wcs_from_reference(
+    reference_wcs: WCS,
+    reference_xy: np.ndarray,
+    target_xy: np.ndarray,
+    reference_flux: np.ndarray | None = None,
+    target_flux: np.ndarray | None = None,
+) -> WcsSolution:
     """Carry a reference frame's WCS over to a frame of the same field.
 
     The target frame may be shifted, rotated (any angle), mirrored or slightly scaled with respect
@@ -548,16 +560,21 @@ def adapt_wcs_from_reference(reference_wcs: WCS, reference_xy: np.ndarray, targe
         result = _match_and_fit(predicted, target_xy, pair_weights, fit, residuals, "reference/target pairs")
         _check_linear(result.model[:, :2], "reference-to-target transform")
         predicted = _apply(result.model, reference_xy)
-    return WcsSolution(wcs=_compose_wcs(reference, result.model), strategy="adapt_wcs_from_reference",
-                       n_matches=len(result.i), rms_pixels=result.rms_pixels)
+    return WcsSolution(
+        wcs=_compose_wcs(reference, result.model),
+        strategy="adapt_wcs_from_reference",
+        n_matches=len(result.i),
+        rms_pixels=result.rms_pixels,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Strategy: match a star catalogue
 
 
-def _fit_tan(xy: np.ndarray, radec: np.ndarray, weights: np.ndarray, crpix0: np.ndarray,
-             crval: tuple[float, float]) -> WCS:
+def _fit_tan(
+    xy: np.ndarray, radec: np.ndarray, weights: np.ndarray, crpix0: np.ndarray, crval: tuple[float, float]
+) -> WCS:
     """TAN WCS with 0-based reference pixel ``crpix0`` best fitting the pairs (weighted least squares).
 
     For a fixed tangent point the TAN WCS is linear, ``(xi, eta) = CD·(p - crpix) + offset``; the
@@ -583,10 +600,16 @@ def _initial_cd(pixel_scale_arcsec: float, rotation_deg: float) -> np.ndarray:
     return scale * np.array([[-c, s], [s, c]])
 
 
-def solve_with_catalog(source_xy: np.ndarray, catalog_radec: np.ndarray, ra0: float, dec0: float,
-                       pixel_scale_arcsec: float, image_shape: tuple[int, int],
-                       rotation_guess_deg: float = 0.0, source_flux: np.ndarray | None = None
-                       ) -> WcsSolution:
+def solve_with_catalog(
+    source_xy: np.ndarray,
+    catalog_radec: np.ndarray,
+    ra0: float,
+    dec0: float,
+    pixel_scale_arcsec: float,
+    image_shape: tuple[int, int],
+    rotation_guess_deg: float = 0.0,
+    source_flux: np.ndarray | None = None,
+) -> WcsSolution:
     """Plate solve a frame by matching its sources to a star catalogue.
 
     An initial TAN WCS puts ``(ra0, dec0)`` on the image centre with the guessed scale and rotation;
@@ -646,8 +669,10 @@ def solve_with_catalog(source_xy: np.ndarray, catalog_radec: np.ndarray, ra0: fl
     margin = CATALOG_MARGIN_FRACTION * max(nx, ny)
     near = np.flatnonzero(
         np.isfinite(projected).all(axis=1)
-        & (projected[:, 0] > -margin) & (projected[:, 0] < nx - 1 + margin)
-        & (projected[:, 1] > -margin) & (projected[:, 1] < ny - 1 + margin)
+        & (projected[:, 0] > -margin)
+        & (projected[:, 0] < nx - 1 + margin)
+        & (projected[:, 1] > -margin)
+        & (projected[:, 1] < ny - 1 + margin)
     )
     _require_sources(len(near), "catalogue near the frame")
     transform = _find_transform(projected[near], source_xy, "catalogue and the detected sources")
@@ -685,29 +710,57 @@ def solve_field_available() -> bool:
     return shutil.which(SOLVE_FIELD) is not None
 
 
-def _solve_field_command(executable: str, xylist: Path, out_dir: Path, image_shape: tuple[int, int],
-                         ra0: float, dec0: float, scale_bounds_arcsec: tuple[float, float],
-                         timeout_s: float) -> list[str]:
+def _solve_field_command(
+    executable: str,
+    xylist: Path,
+    out_dir: Path,
+    image_shape: tuple[int, int],
+    ra0: float,
+    dec0: float,
+    scale_bounds_arcsec: tuple[float, float],
+    timeout_s: float,
+) -> list[str]:
     """Command line of ``solve-field`` on an xylist (columns X, Y, FLUX in FITS pixels)."""
     ny, nx = image_shape
     return [
-        executable, str(xylist),
-        "--x-column", "X", "--y-column", "Y", "--sort-column", "FLUX",
-        "--width", str(nx), "--height", str(ny),
-        "--ra", repr(float(ra0)), "--dec", repr(float(dec0)), "--radius", "1",
-        "--scale-low", repr(float(scale_bounds_arcsec[0])),
-        "--scale-high", repr(float(scale_bounds_arcsec[1])),
-        "--scale-units", "arcsecperpix",
-        "--cpulimit", str(max(1, int(timeout_s))),
-        "--dir", str(out_dir),
-        "--no-plots", "--overwrite",
+        executable,
+        str(xylist),
+        "--x-column",
+        "X",
+        "--y-column",
+        "Y",
+        "--sort-column",
+        "FLUX",
+        "--width",
+        str(nx),
+        "--height",
+        str(ny),
+        "--ra",
+        repr(float(ra0)),
+        "--dec",
+        repr(float(dec0)),
+        "--radius",
+        "1",
+        "--scale-low",
+        repr(float(scale_bounds_arcsec[0])),
+        "--scale-high",
+        repr(float(scale_bounds_arcsec[1])),
+        "--scale-units",
+        "arcsecperpix",
+        "--cpulimit",
+        str(max(1, int(timeout_s))),
+        "--dir",
+        str(out_dir),
+        "--no-plots",
+        "--overwrite",
     ]
 
 
 def _run_with_timeout(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
     """Run a command in its own process group; on timeout kill that group (solve-field's children too)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -724,14 +777,25 @@ def _read_correspondences(path: Path) -> tuple[int, float]:
     table = Table.read(path, format="fits", hdu=1)
     if len(table) == 0:
         return 0, float("nan")
-    residuals = np.column_stack([np.asarray(table["field_x"]) - np.asarray(table["index_x"]),
-                                 np.asarray(table["field_y"]) - np.asarray(table["index_y"])])
+    residuals = np.column_stack(
+        [
+            np.asarray(table["field_x"]) - np.asarray(table["index_x"]),
+            np.asarray(table["field_y"]) - np.asarray(table["index_y"]),
+        ]
+    )
     return len(table), _rms(residuals)
 
 
-def solve_with_astrometry_net(source_xy: np.ndarray, fluxes: np.ndarray, image_shape: tuple[int, int],
-                              ra0: float, dec0: float, scale_bounds_arcsec: tuple[float, float],
-                              timeout_s: float = 120, workdir: Path | str | None = None) -> WcsSolution:
+def solve_with_astrometry_net(
+    source_xy: np.ndarray,
+    fluxes: np.ndarray,
+    image_shape: tuple[int, int],
+    ra0: float,
+    dec0: float,
+    scale_bounds_arcsec: tuple[float, float],
+    timeout_s: float = 120,
+    workdir: Path | str | None = None,
+) -> WcsSolution:
     """Plate solve a source list with a local astrometry.net ``solve-field``.
 
     The sources are written as an xylist FITS table (columns X, Y in FITS pixels, i.e. 0-based + 1,
@@ -792,8 +856,9 @@ def solve_with_astrometry_net(source_xy: np.ndarray, fluxes: np.ndarray, image_s
 
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
-    with (tempfile.TemporaryDirectory(prefix="solve_field_") if workdir is None
-          else nullcontext(str(workdir))) as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="solve_field_") if workdir is None else nullcontext(str(workdir))
+    ) as folder:
         out_dir = Path(folder)
         xylist = out_dir / "xylist.fits"
         order = np.argsort(-fluxes, kind="stable")
@@ -872,9 +937,14 @@ def frame_geometry(wcs: WCS, image_shape: tuple[int, int], roi_ra: float, roi_de
         warnings.simplefilter("ignore", RuntimeWarning)
         x, y = (float(v) for v in celestial.all_world2pix(roi_ra, roi_dec, 0, quiet=True))
     inside = bool(-0.5 <= x <= nx - 0.5 and -0.5 <= y <= ny - 0.5)
-    return FrameGeometry(footprint=footprint, pixel_scale=float(0.5 * (psx + psy)),
-                         anisotropy=float(abs(psx - psy) / (psx + psy)), angle_to_north=angle,
-                         roi_in_footprint=inside, roi_pixel=(x, y))
+    return FrameGeometry(
+        footprint=footprint,
+        pixel_scale=float(0.5 * (psx + psy)),
+        anisotropy=float(abs(psx - psy) / (psx + psy)),
+        angle_to_north=angle,
+        roi_in_footprint=inside,
+        roi_pixel=(x, y),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -966,10 +1036,14 @@ def combine_footprints(footprints: Sequence[np.ndarray]) -> CombinedFootprint:
     polygons = []
     for index, corners in enumerate(checked):
         xi, eta = tangent_plane_offsets(corners[:, 0], corners[:, 1], ra0, dec0)
-        if not (np.isfinite(xi).all() and np.hypot(xi, eta).max() < np.degrees(np.tan(np.radians(
-                MAX_FOOTPRINT_DISTANCE_DEG)))):
-            raise ValueError(f"footprints[{index}] lies more than {MAX_FOOTPRINT_DISTANCE_DEG} deg from the "
-                             "mean pointing; the frames cannot be combined in one tangent plane")
+        if not (
+            np.isfinite(xi).all()
+            and np.hypot(xi, eta).max() < np.degrees(np.tan(np.radians(MAX_FOOTPRINT_DISTANCE_DEG)))
+        ):
+            raise ValueError(
+                f"footprints[{index}] lies more than {MAX_FOOTPRINT_DISTANCE_DEG} deg from the "
+                "mean pointing; the frames cannot be combined in one tangent plane"
+            )
         polygon = Polygon(np.column_stack([xi, eta]))
         if not polygon.is_valid or polygon.area == 0.0:
             raise ValueError(
@@ -982,9 +1056,13 @@ def combine_footprints(footprints: Sequence[np.ndarray]) -> CombinedFootprint:
     intersection = None
     if isinstance(common, Polygon) and common.area > 0.0:
         intersection = _to_radec_geometry(common, ra0, dec0)
-    return CombinedFootprint(union=union, intersection=intersection, union_geojson=mapping(union),
-                             intersection_geojson=None if intersection is None else mapping(intersection),
-                             centre=(ra0, dec0))
+    return CombinedFootprint(
+        union=union,
+        intersection=intersection,
+        union_geojson=mapping(union),
+        intersection_geojson=None if intersection is None else mapping(intersection),
+        centre=(ra0, dec0),
+    )
 
 
 def bad_pointings(footprints: Sequence[np.ndarray], n_sigma: float = 5.0) -> np.ndarray:
@@ -1019,8 +1097,10 @@ def bad_pointings(footprints: Sequence[np.ndarray], n_sigma: float = 5.0) -> np.
     if norm < 1e-9:
         raise ValueError("footprints are spread over the whole sky: they have no median pointing")
     reference = reference / norm
-    distance = np.degrees(np.arctan2(np.linalg.norm(np.cross(centres, reference), axis=1),
-                                     centres @ reference)) * 3600.0
+    distance = (
+        np.degrees(np.arctan2(np.linalg.norm(np.cross(centres, reference), axis=1), centres @ reference))
+        * 3600.0
+    )
     median = np.median(distance)
     scatter = max(1.4826 * float(np.median(np.abs(distance - median))), MIN_POINTING_SCATTER_ARCSEC)
     return distance > median + n_sigma * scatter

@@ -35,9 +35,14 @@ def _patch(geometry: shapely.Geometry, centre: tuple[float, float], **style: obj
     return PathPatch(MplPath.make_compound_path(*paths), **style)
 
 
-def plot_footprints(footprints: Sequence[np.ndarray], union: shapely.Geometry,
-                    intersection: shapely.Geometry | None, path: Path,
-                    roi: tuple[float, float] | None = None, bad: np.ndarray | None = None) -> Path:
+def plot_footprints(
+    footprints: Sequence[np.ndarray],
+    union: shapely.Geometry,
+    intersection: shapely.Geometry | None,
+    path: Path,
+    roi: tuple[float, float] | None = None,
+    bad: np.ndarray | None = None,
+) -> Path:
     """Frame footprints, their union and intersection, and the ROI.
 
     Parameters
@@ -72,11 +77,22 @@ def plot_footprints(footprints: Sequence[np.ndarray], union: shapely.Geometry,
 
     figure = Figure(figsize=(7, 7), dpi=100)
     axes = figure.add_subplot()
-    axes.add_patch(_patch(union, centre, facecolor=to_rgba("tab:blue", 0.15), edgecolor="tab:blue", lw=1.2,
-                          label="union"))
+    axes.add_patch(
+        _patch(
+            union, centre, facecolor=to_rgba("tab:blue", 0.15), edgecolor="tab:blue", lw=1.2, label="union"
+        )
+    )
     if intersection is not None:
-        axes.add_patch(_patch(intersection, centre, facecolor=to_rgba("tab:green", 0.4),
-                              edgecolor="tab:green", lw=1.2, label="intersection"))
+        axes.add_patch(
+            _patch(
+                intersection,
+                centre,
+                facecolor=to_rgba("tab:green", 0.4),
+                edgecolor="tab:green",
+                lw=1.2,
+                label="intersection",
+            )
+        )
     for footprint, flagged in zip(footprints, flags, strict=True):
         corners = _offsets_arcmin(np.asarray(footprint, dtype=float), centre)
         closed = np.vstack([corners, corners[:1]])

@@ -28,3 +28,17 @@ FOOTPRINTS_PLOT = f"{PLOTS_DIR}/footprints.png"
 STARS_PLOT = f"{PLOTS_DIR}/footprints_with_stars.png"
 REGIONS_EXPORT = "regions.h5"
 """All stamps in lightcurver's ``regions.h5`` layout, for notebooks."""
+
+
+def psf_relpath(partition_key: str) -> str:
+    """HDF5 file of a frame's PSF model."""
+    return f"psfs/{partition_key}.h5"
+
+
+def psf_plot_relpath(partition_key: str) -> str:
+    """Diagnostic plot of a frame's PSF fit."""
+    return f"{PLOTS_DIR}/psfs/{partition_key}.png"
+
+
+JAX_CACHE_DIR = ".jax_cache"
+"""JAX persistent compilation cache, shared by every run on this work directory."""

@@ -11,7 +11,8 @@ CALIBRATION = "calibrated_frame"
 PLATE_SOLUTION = "plate_solution"
 FOOTPRINTS = "footprints"
 CUTOUTS = "cutouts"
-ORDER = (CALIBRATION, PLATE_SOLUTION, FOOTPRINTS, CUTOUTS)
+PSF = "psf_model"
+ORDER = (CALIBRATION, PLATE_SOLUTION, FOOTPRINTS, CUTOUTS, PSF)
 
 
 def eliminated_before(frame: Mapping[str, Any], stage: str) -> str | None:

@@ -38,6 +38,13 @@ def choose_stars(
     return [star for star in candidates if star["name"] in wanted]
 
 
+def requested_count(use: int | Sequence[str] | None) -> int:
+    """How many stars ``stars_to_use_*`` asks for (at most; a frame may have fewer)."""
+    if use is None:
+        return DEFAULT_NEAREST
+    return use if isinstance(use, int) else len(use)
+
+
 def star_set_label(names: Sequence[str]) -> str:
     """lightcurver's ``psf_ref`` made unambiguous: ``psf_a_b_ab`` (it joined names without a
     separator, so {a, bc} and {ab, c} collided)."""

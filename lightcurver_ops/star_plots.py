@@ -14,8 +14,9 @@ from matplotlib.patches import Circle
 from lightcurver_ops.catalog import SkyPolygon, tangent_plane_offsets
 
 
-def plot_footprints_with_stars(footprints: Sequence[Any], stars: Table, roi: tuple[float, float],
-                               radius_arcsec: float | None, path: Path) -> Path:
+def plot_footprints_with_stars(
+    footprints: Sequence[Any], stars: Table, roi: tuple[float, float], radius_arcsec: float | None, path: Path
+) -> Path:
     """Footprint outlines, reference stars circled and named, the ROI and the selection disk.
 
     Everything is drawn in tangent-plane offsets (arcmin) about the ROI, east to the left and north
@@ -55,23 +56,42 @@ def plot_footprints_with_stars(footprints: Sequence[Any], stars: Table, roi: tup
         vertices = np.array(SkyPolygon.from_footprint(footprint).vertices)
         xi, eta = tangent_plane_offsets(vertices[:, 0], vertices[:, 1], ra0, dec0)
         outlines.append(np.column_stack([np.append(xi, xi[0]), np.append(eta, eta[0])]) * 60.0)
-    axes.add_collection(LineCollection(outlines, colors="tab:blue", linewidths=0.6, alpha=0.5,
-                                       label=f"{len(outlines)} frame footprints"))
+    axes.add_collection(
+        LineCollection(
+            outlines, colors="tab:blue", linewidths=0.6, alpha=0.5, label=f"{len(outlines)} frame footprints"
+        )
+    )
 
     ra, dec = (np.asarray(stars[name], dtype=float) for name in ("ra", "dec"))
     xi, eta = tangent_plane_offsets(ra, dec, ra0, dec0)
-    axes.scatter(xi * 60.0, eta * 60.0, s=90, facecolors="none", edgecolors="tab:red", linewidths=1.0,
-                 label=f"{len(stars)} reference stars")
+    axes.scatter(
+        xi * 60.0,
+        eta * 60.0,
+        s=90,
+        facecolors="none",
+        edgecolors="tab:red",
+        linewidths=1.0,
+        label=f"{len(stars)} reference stars",
+    )
     for name, x, y in zip(stars["name"], xi * 60.0, eta * 60.0, strict=True):
-        axes.annotate(str(name), (x, y), xytext=(5, 5), textcoords="offset points", color="tab:red",
-                      fontsize=8)
+        axes.annotate(
+            str(name), (x, y), xytext=(5, 5), textcoords="offset points", color="tab:red", fontsize=8
+        )
 
     axes.plot([0.0], [0.0], marker="+", color="black", markersize=14, linestyle="none", label="ROI")
     extent = [np.abs(np.concatenate([o.ravel() for o in outlines])).max()] if outlines else []
     if radius_arcsec is not None:
         disk = 60.0 * math.degrees(math.tan(math.radians(radius_arcsec / 3600.0)))  # exact circle here
-        axes.add_patch(Circle((0.0, 0.0), disk, fill=False, linestyle="--", color="black",
-                              label=f"selection disk {radius_arcsec:g} arcsec"))
+        axes.add_patch(
+            Circle(
+                (0.0, 0.0),
+                disk,
+                fill=False,
+                linestyle="--",
+                color="black",
+                label=f"selection disk {radius_arcsec:g} arcsec",
+            )
+        )
         extent.append(disk)
     if len(stars):
         extent.append(float(np.nanmax(np.abs(np.concatenate([xi, eta])))) * 60.0)

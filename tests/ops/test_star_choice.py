@@ -2,7 +2,7 @@
 
 import pytest
 
-from lightcurver_ops.star_choice import choose_stars, star_set_label
+from lightcurver_ops.star_choice import choose_stars, requested_count, star_set_label
 
 STARS = [
     {"name": name, "gaia_id": str(index), "distance_to_roi_arcsec": float(10 * index)}
@@ -32,3 +32,7 @@ def test_choose_stars(use, exclude, expected):
 def test_star_set_label_is_unambiguous():
     assert star_set_label(["bc", "a"]) != star_set_label(["ab", "c"])
     assert star_set_label(["b", "a"]) == "psf_a_b"
+
+
+def test_requested_count():
+    assert (requested_count(None), requested_count(4), requested_count(["a", "b"])) == (10, 4, 2)

@@ -1,0 +1,92 @@
+"""The PSF of one frame: which stars, their stamps, and what is stored of the fit.
+
+lightcurver's ``psf_modeling`` bookkeeping around :mod:`lightcurver_ops.psf`: the stars are chosen by
+``stars_to_use_psf`` / ``stars_to_exclude_psf`` among those with a stamp in the frame; the model is
+kept in ``psfs/<frame>.h5`` and summarised in the ``PSFs`` table.
+"""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from matplotlib.figure import Figure
+
+from lightcurver_ops.config import LightcurverConfig
+from lightcurver_ops.cutouts import Stamp
+from lightcurver_ops.files import atomic_path
+from lightcurver_ops.psf import PsfFit, PsfStars, prepare_psf_stars
+from lightcurver_ops.star_choice import choose_stars, star_set_label
+
+
+def psf_stars_of_frame(
+    config: LightcurverConfig, stars: Sequence[Mapping[str, Any]], stamps: Mapping[str, Stamp]
+) -> tuple[PsfStars, list[str]]:
+    """The prepared PSF stars of one frame and their names.
+
+    Raises
+    ------
+    ValueError
+        If no star is chosen or every chosen star is masked too much.
+    """
+    chosen = choose_stars(stars, set(stamps), config.stars_to_use_psf, config.stars_to_exclude_psf)
+    if not chosen:
+        raise ValueError("none of the stars chosen for the PSF has a stamp in this frame")
+    prepared = prepare_psf_stars({star["gaia_id"]: stamps[star["gaia_id"]] for star in chosen})
+    names = {star["gaia_id"]: star["name"] for star in chosen}
+    return prepared, [names[gaia_id] for gaia_id in prepared.star_ids]
+
+
+def psf_row(fit: PsfFit, names: Sequence[str], subsampling: int, pixel_scale: float | None) -> dict[str, Any]:
+    """The ``PSFs`` columns of a fit (the frame and star set are added by the caller)."""
+    return {
+        "psf_ref": star_set_label(names),
+        "chi2": float(fit.reduced_chi2),
+        "subsampling_factor": int(subsampling),
+        "relative_loss_differential": float(fit.relative_loss_differential),
+        "fwhm_moffat_arcseconds": fit.moffat_fwhm_pixels * pixel_scale if pixel_scale else None,
+    }
+
+
+def write_psf(path: Path, fit: PsfFit, names: Sequence[str], subsampling: int) -> None:
+    """Write a frame's PSF model atomically: narrow and full PSF, sub-sampling, stars used."""
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
+        f.create_dataset("narrow_psf", data=fit.narrow_psf)
+        f.create_dataset("full_psf", data=fit.full_psf)
+        f.create_dataset("star_ids", data=np.array(fit.star_ids, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("star_names", data=np.array(list(names), dtype=object), dtype=h5py.string_dtype())
+        f.attrs.update(
+            {
+                "subsampling_factor": subsampling,
+                "reduced_chi2": fit.reduced_chi2,
+                "moffat_fwhm_pixels": fit.moffat_fwhm_pixels,
+                "effective_fwhm_pixels": fit.effective_fwhm_pixels,
+                "converged": fit.converged,
+            }
+        )
+
+
+def plot_psf_fit(stars: PsfStars, fit: PsfFit, names: Sequence[str], path: Path, title: str) -> Path:
+    """Stars, residuals in noise units, the full PSF and the loss curve of one frame's fit."""
+    n = len(names)
+    figure = Figure(figsize=(2.2 * (n + 1), 4.6), dpi=90)
+    axes = figure.subplots(2, n + 1, squeeze=False)
+    for index, name in enumerate(names):
+        data = np.where(stars.mask[index], np.nan, stars.data[index])
+        axes[0, index].imshow(np.arcsinh(data / np.nanstd(data)), origin="lower", cmap="gray")
+        axes[0, index].set_title(f"star {name}")
+        image = axes[1, index].imshow(fit.residuals[index], origin="lower", cmap="RdBu_r", vmin=-3, vmax=3)
+        axes[1, index].set_title(f"chi2 {fit.chi2_per_star[index]:.2f}")
+    figure.colorbar(image, ax=axes[1, n - 1], fraction=0.046, label="residual / sigma")
+    axes[0, n].imshow(np.log10(np.maximum(fit.full_psf, 1e-6)), origin="lower", cmap="magma")
+    axes[0, n].set_title("full PSF (log)")
+    axes[1, n].plot(fit.loss_history)
+    axes[1, n].set_yscale("log")
+    axes[1, n].set_title("loss")
+    for ax in axes[:, :n].ravel():
+        ax.set_axis_off()
+    figure.suptitle(f"{title}: reduced chi2 {fit.reduced_chi2:.2f}, FWHM {fit.moffat_fwhm_pixels:.2f} px")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path

@@ -1,0 +1,55 @@
+"""psf_model over a range of frames: one batched fit, stored per frame, checked against truth."""
+
+from pathlib import Path
+
+import dagster as dg
+import h5py
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from lightcurver_dagster.defs.per_frame.psf_model import PSF_CHECK
+from lightcurver_ops import paths
+from lightcurver_ops.db.schema import psfs
+from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
+from tests.dagster.pipeline import Pipeline
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Pipeline:
+    root = tmp_path / "sim"
+    truth = simulate_dataset(root, SimulationSpec(n_frames=3, nx=512, ny=512, seed=7))
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    config |= {"stars_to_use_psf": 6}
+    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return Pipeline(root, truth)
+
+
+def test_psf_models_of_a_batch_match_truth_and_are_replaced_on_rerun(pipeline: Pipeline):
+    pipeline.ingest()
+    for name in ("footprints", "reference_stars", "cutouts"):
+        assert pipeline.materialize(name).success
+    result = pipeline.materialize("psf_model")
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == PSF_CHECK and check.passed, check.metadata
+
+    rows = pipeline.rows()
+    with pipeline.engine.connect() as connection:
+        stored = {row.frame_id: row for row in connection.execute(select(psfs))}
+    workdir = pipeline.config.workdir
+    for frame in pipeline.truth.frames:
+        key = Path(frame.file_name).stem
+        row = stored[rows[key]["id"]]
+        assert 0.8 <= row.chi2 <= 1.3
+        assert row.subsampling_factor == 2 and row.psf_ref.count("_") == 6  # psf_ + 6 star names
+        with h5py.File(workdir / paths.psf_relpath(key)) as f:
+            assert f["narrow_psf"][()].sum() == pytest.approx(1.0, abs=1e-3)
+            assert f.attrs["effective_fwhm_pixels"] == pytest.approx(frame.seeing_fwhm_pixels, rel=0.05)
+            assert len(f["star_ids"]) == 6
+        assert (workdir / paths.psf_plot_relpath(key)).stat().st_size > 10_000
+
+    assert pipeline.materialize("psf_model").success  # a re-fit replaces, never duplicates
+    with pipeline.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(psfs)).scalar_one() == len(rows)
+    assert pipeline.instance.get_materialized_partitions(dg.AssetKey("psf_model")) == set(rows)
