@@ -1,8 +1,10 @@
 """The command line: simulate, then run headless end to end, incrementally."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, func, select
 
 from lightcurver_dagster.cli import _contiguous_ranges, main
@@ -10,21 +12,24 @@ from lightcurver_ops.config import CONFIG_ENV_VAR
 from lightcurver_ops.db.schema import frames
 
 
-@pytest.fixture(autouse=True)
-def _restore_environment(monkeypatch):
-    # The CLI points these at the work directory; restore them after each test.
-    monkeypatch.setenv("DAGSTER_HOME", "unset")
-    monkeypatch.setenv(CONFIG_ENV_VAR, "unset")
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``lightcurver-dagster`` as a user would, in its own process."""
+    environment = {
+        key: value for key, value in os.environ.items() if key not in ("DAGSTER_HOME", CONFIG_ENV_VAR)
+    }
+    command = [sys.executable, "-m", "lightcurver_dagster.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 
 
-def test_simulate_then_run_is_incremental(tmp_path: Path, capsys):
+def test_simulate_then_run_is_incremental(tmp_path: Path):
     out = tmp_path / "data"
-    assert main(["simulate", str(out), "--frames", "2", "--size", "256"]) == 0
+    assert cli("simulate", str(out), "--frames", "2", "--size", "256").returncode == 0
     config = out / "config.yaml"
     assert config.is_file() and len(list((out / "raw").glob("*.fits"))) == 2
 
-    assert main(["run", str(config)]) == 0
-    printed = capsys.readouterr().out
+    run = cli("run", str(config))
+    assert run.returncode == 0, run.stderr[-3000:]
+    printed = run.stdout
     assert (
         "2 frames registered" in printed
         and "calibrated_frame, plate_solution: 2 frames to process" in printed
@@ -35,14 +40,15 @@ def test_simulate_then_run_is_incremental(tmp_path: Path, capsys):
         assert connection.execute(select(func.count()).select_from(frames)).scalar_one() == 2
     assert (out / "dagster_home" / "dagster.yaml").is_file()
 
-    assert main(["run", str(config)]) == 0
-    assert "calibrated_frame, plate_solution: 0 frames to process" in capsys.readouterr().out
+    again = cli("run", str(config))
+    assert again.returncode == 0
+    assert "calibrated_frame, plate_solution: 0 frames to process" in again.stdout
 
 
 def test_bad_config_exits_with_a_message(tmp_path: Path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text("workdir: /x\nraw_dirs: [r]\nROI: {Q: {coordinates: [1, 2]}}\nstamp_size_ROI: huge\n")
-    assert main(["run", str(config)]) == 2
+    assert main(["run", str(config)]) == 2  # refused before anything runs
     assert "stamp_size_ROI" in capsys.readouterr().err
 
 
