@@ -45,6 +45,8 @@ from astropy.wcs import WCS
 from scipy.signal import fftconvolve
 from scipy.special import gammaincinv
 
+from lightcurver_ops.catalog import CATALOG_COLUMNS
+
 ROI_NAME = "SIMQSO"
 PHOTOMETRIC_BAND = "r_sdss"
 GAIA_REF_EPOCH = 2016.0
@@ -1073,45 +1075,34 @@ def _expose(spec: SimulationSpec, model: np.ndarray, rng: np.random.Generator) -
 # Output files
 
 
-_CATALOG_COLUMNS = (
-    "source_id",
-    "ra",
-    "dec",
-    "ref_epoch",
-    "pmra",
-    "pmdec",
-    "parallax",
-    "phot_g_mean_mag",
-    "phot_bp_mean_mag",
-    "phot_rp_mean_mag",
-    "phot_g_mean_flux_over_error",
-    "astrometric_excess_noise",
-    "astrometric_excess_noise_sig",
-    "ruwe",
-)
+_CATALOG_COLUMNS = (*CATALOG_COLUMNS, "ruwe")
+"""Columns of the simulated catalogue: the Gaia DR3 columns the pipeline reads, plus RUWE."""
 
 
 def _write_catalog(path: Path, cat: _Catalog) -> None:
     """Write the catalogue as CSV with Gaia DR3 column names, sorted by source_id."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = (
-        cat.ra,
-        cat.dec,
-        np.full(len(cat.ra), GAIA_REF_EPOCH),
-        cat.pmra,
-        cat.pmdec,
-        cat.parallax,
-        cat.g,
-        cat.bp,
-        cat.rp,
-        cat.flux_over_error,
-        cat.excess_noise,
-        cat.excess_noise_sig,
-        cat.ruwe,
-    )
+    values = {
+        "source_id": cat.source_id,
+        "ra": cat.ra,
+        "dec": cat.dec,
+        "ref_epoch": np.full(len(cat.ra), GAIA_REF_EPOCH),
+        "pmra": cat.pmra,
+        "pmdec": cat.pmdec,
+        "parallax": cat.parallax,
+        "phot_g_mean_mag": cat.g,
+        "phot_bp_mean_mag": cat.bp,
+        "phot_rp_mean_mag": cat.rp,
+        "phot_g_mean_flux_over_error": cat.flux_over_error,
+        "astrometric_excess_noise": cat.excess_noise,
+        "astrometric_excess_noise_sig": cat.excess_noise_sig,
+        "ruwe": cat.ruwe,
+    }
     lines = [",".join(_CATALOG_COLUMNS)]
     for i in np.argsort(cat.source_id):
-        lines.append(",".join([str(int(cat.source_id[i]))] + [repr(float(col[i])) for col in columns]))
+        cells = [str(int(cat.source_id[i]))]
+        cells += [repr(float(values[name][i])) for name in _CATALOG_COLUMNS if name != "source_id"]
+        lines.append(",".join(cells))
     path.write_text("\n".join(lines) + "\n")
 
 
