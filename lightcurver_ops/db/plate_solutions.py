@@ -1,6 +1,7 @@
 """Queries on plate solutions: ``frame_wcs``, ``footprints``, ``combined_footprint`` and the
 plate-solving columns of ``frames``."""
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -124,12 +125,18 @@ def set_bad_pointings(connection: Connection, bad: Iterable[int], good: Iterable
         )
 
 
+def frames_hash(frame_ids: list[int]) -> int:
+    """Positive 63-bit content hash of a set of frame ids (the key of ``combined_footprint``)."""
+    digest = hashlib.sha256(",".join(map(str, sorted(frame_ids))).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 def store_combined_footprint(
-    connection: Connection, frames_hash: int, largest: Mapping | None, common: Mapping | None
+    connection: Connection, frames_key: int, largest: Mapping | None, common: Mapping | None
 ) -> None:
     """Record the union (``largest``) and intersection (``common``) GeoJSON of a set of frames."""
     row = {
-        "hash": frames_hash,
+        "hash": frames_key,
         "largest": json.dumps(largest) if largest is not None else None,
         "common": json.dumps(common) if common is not None else None,
     }

@@ -17,6 +17,7 @@ from astropy.time import Time
 from astropy.wcs import WCS
 from erfa import ErfaWarning
 
+from lightcurver_ops.catalog import CATALOG_COLUMNS
 from lightcurver_ops.simulate import (
     FrameTruth,
     SimulationSpec,
@@ -100,22 +101,7 @@ TEMPLATE_KEYS = [
     "roi_deconv_translations_iters",
     "roi_deconv_all_iters",
 ]
-GAIA_COLUMNS = [
-    "source_id",
-    "ra",
-    "dec",
-    "ref_epoch",
-    "pmra",
-    "pmdec",
-    "parallax",
-    "phot_g_mean_mag",
-    "phot_bp_mean_mag",
-    "phot_rp_mean_mag",
-    "phot_g_mean_flux_over_error",
-    "astrometric_excess_noise",
-    "astrometric_excess_noise_sig",
-    "ruwe",
-]
+GAIA_COLUMNS = [*CATALOG_COLUMNS, "ruwe"]  # what the pipeline reads, plus RUWE
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """``footprints``: union and intersection of the frames' footprints, and bad pointings."""
 
-import hashlib
-
 import dagster as dg
 import numpy as np
 
@@ -11,14 +9,13 @@ from lightcurver_dagster.defs.per_frame.plate_solution import plate_solution
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase, WorkDirectory
 from lightcurver_ops import paths
 from lightcurver_ops.astrometry import bad_pointings, combine_footprints
-from lightcurver_ops.db.plate_solutions import set_bad_pointings, solved_footprints, store_combined_footprint
+from lightcurver_ops.db.plate_solutions import (
+    frames_hash,
+    set_bad_pointings,
+    solved_footprints,
+    store_combined_footprint,
+)
 from lightcurver_ops.footprint_plots import plot_footprints
-
-
-def frames_hash(frame_ids: list[int]) -> int:
-    """Positive 63-bit content hash of a set of frame ids (the key of ``combined_footprint``)."""
-    digest = hashlib.sha256(",".join(map(str, sorted(frame_ids))).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @all_frames_asset(

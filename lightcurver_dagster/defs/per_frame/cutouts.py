@@ -3,31 +3,20 @@
 import dagster as dg
 from astropy.io import fits
 from astropy.wcs import WCS
-from sqlalchemy import Connection
 
 from lightcurver_dagster.defs.all_frames.reference_stars import reference_stars
 from lightcurver_dagster.defs.automation import follows_own_frame_not
 from lightcurver_dagster.defs.decorators import per_frame_asset
+from lightcurver_dagster.defs.inputs import current_stars, imported_frame
 from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
 from lightcurver_dagster.defs.per_frame.plate_solution import plate_solution
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase, WorkDirectory
 from lightcurver_ops import paths
-from lightcurver_ops.catalog import StarSelection
 from lightcurver_ops.cutouts import write_frame_cutouts
-from lightcurver_ops.db.frames import frame_row
 from lightcurver_ops.db.plate_solutions import stored_wcs
-from lightcurver_ops.db.stars import latest_star_set, replace_stars_in_frame, star_set_exists, stars_of_set
+from lightcurver_ops.db.stars import replace_stars_in_frame
 from lightcurver_ops.frame_cutouts import make_frame_cutouts
 from lightcurver_ops.stages import CUTOUTS, eliminated_before
-
-
-def current_star_set(connection: Connection, selection: StarSelection) -> int | None:
-    """The star set of the config's selection: its own hash for ``ROI_disk``, else the latest set
-    (footprint strategies depend on the frames, so their set is whatever reference_stars built)."""
-    if selection.strategy == "ROI_disk":
-        set_hash = selection.content_hash()
-        return set_hash if star_set_exists(connection, set_hash) else None
-    return latest_star_set(connection)
 
 
 @per_frame_asset(
@@ -49,19 +38,12 @@ def cutouts(
     this by itself: backfill the frames after changing the star selection."""
     config = lightcurver_config.load()
     engine = science_database.engine
-    selection = StarSelection.from_config(config)
-    with engine.connect() as connection:
-        set_hash = current_star_set(connection, selection)
-        stars = stars_of_set(connection, set_hash) if set_hash is not None else []
-    if set_hash is None:
-        raise dg.Failure("no reference-star set for the current selection: materialise reference_stars first")
+    set_hash, stars = current_stars(engine, config)
 
     def cut_one(partition_key: str) -> FrameOutcome:
         with engine.connect() as connection:
-            frame = frame_row(connection, partition_key)
-            wcs = stored_wcs(connection, frame["id"]) if frame is not None else None
-        if frame is None:
-            raise dg.Failure(f"frame {partition_key}: not imported yet (materialise calibrated_frame first)")
+            frame = imported_frame(connection, partition_key)
+            wcs = stored_wcs(connection, frame["id"])
         output = work_directory.path(paths.cutouts_relpath(partition_key))
         skipped = eliminated_before(frame, CUTOUTS)
         if skipped or wcs is None:

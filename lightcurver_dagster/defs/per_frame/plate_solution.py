@@ -9,6 +9,7 @@ from astropy.wcs import WCS
 
 from lightcurver_dagster.defs.automation import follows_own_frame
 from lightcurver_dagster.defs.decorators import per_frame_asset
+from lightcurver_dagster.defs.inputs import imported_frame
 from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
 from lightcurver_dagster.defs.per_frame.calibrated_frame import calibrated_frame
 from lightcurver_dagster.defs.resources import (
@@ -18,7 +19,6 @@ from lightcurver_dagster.defs.resources import (
     WorkDirectory,
 )
 from lightcurver_ops.catalog import SkyCircle
-from lightcurver_ops.db.frames import frame_row
 from lightcurver_ops.db.plate_solutions import reference_wcs, store_plate_solution
 from lightcurver_ops.plate_solving import ReferenceFrame, solve_frame, source_positions
 from lightcurver_ops.stages import PLATE_SOLUTION, eliminated_before
@@ -66,9 +66,7 @@ def plate_solution(
 
     def solve_one(partition_key: str) -> FrameOutcome:
         with engine.connect() as connection:
-            frame = frame_row(connection, partition_key)
-        if frame is None:
-            raise dg.Failure(f"frame {partition_key}: not imported yet (materialise calibrated_frame first)")
+            frame = imported_frame(connection, partition_key)
         skipped = eliminated_before(frame, PLATE_SOLUTION)
         if skipped:
             return FrameOutcome(partition_key, True, skipped)

@@ -4,16 +4,14 @@ import dagster as dg
 
 from lightcurver_dagster.defs.automation import follows_own_frame
 from lightcurver_dagster.defs.decorators import per_frame_asset
+from lightcurver_dagster.defs.inputs import current_stars, imported_frame
 from lightcurver_dagster.defs.per_frame.batch import FrameOutcome, materialize_frames
-from lightcurver_dagster.defs.per_frame.cutouts import current_star_set, cutouts
+from lightcurver_dagster.defs.per_frame.cutouts import cutouts
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase, WorkDirectory
 from lightcurver_ops import paths
-from lightcurver_ops.catalog import StarSelection
 from lightcurver_ops.chi2_bounds import chi2_bounds
 from lightcurver_ops.cutouts import read_frame_cutouts
-from lightcurver_ops.db.frames import frame_row
 from lightcurver_ops.db.psfs import psf_chi2_values, replace_psf
-from lightcurver_ops.db.stars import stars_of_set
 from lightcurver_ops.frame_cutouts import ROI_STAMP
 from lightcurver_ops.frame_psf import plot_psf_fit, psf_row, psf_stars_of_frame, write_psf
 from lightcurver_ops.psf import enable_compilation_cache, fit_psfs
@@ -50,19 +48,13 @@ def psf_model(
     config = lightcurver_config.load()
     engine = science_database.engine
     enable_compilation_cache(work_directory.path(paths.JAX_CACHE_DIR))
-    with engine.connect() as connection:
-        set_hash = current_star_set(connection, StarSelection.from_config(config))
-        stars = stars_of_set(connection, set_hash) if set_hash is not None else []
-    if set_hash is None:
-        raise dg.Failure("no reference-star set for the current selection: materialise reference_stars first")
+    set_hash, stars = current_stars(engine, config)
 
     outcomes: dict[str, FrameOutcome] = {}
     batch = {}
     for key in context.partition_keys:
         with engine.connect() as connection:
-            frame = frame_row(connection, key)
-        if frame is None:
-            raise dg.Failure(f"frame {key}: not imported yet (materialise calibrated_frame first)")
+            frame = imported_frame(connection, key)
         reason = eliminated_before(frame, PSF)
         if reason is None:
             stamps, _, _ = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
