@@ -46,6 +46,7 @@ from scipy.signal import fftconvolve
 from scipy.special import gammaincinv
 
 from lightcurver_ops.catalog import CATALOG_COLUMNS
+from lightcurver_ops.zeropoints import gaia_band_magnitudes
 
 ROI_NAME = "SIMQSO"
 PHOTOMETRIC_BAND = "r_sdss"
@@ -58,7 +59,6 @@ TRUTH_FILE = "truth.json"
 
 _J2016_MJD = 57388.5  # MJD (TT) of the Julian epoch J2016.0; the UTC offset is irrelevant here
 _MAS_PER_DEG = 3.6e6
-_R_SDSS_POLYNOMIAL = (-0.09837, 0.08592, 0.1907, -0.1701, 0.02263)  # G - r_sdss in powers of BP-RP
 _TELESCOPE = {
     "name": "VST",
     "latitude": -24.6,
@@ -701,12 +701,6 @@ def _propagate(
     return ra_new, dec_new
 
 
-def _r_sdss_from_gaia(g: np.ndarray, bp: np.ndarray, rp: np.ndarray) -> np.ndarray:
-    """r_sdss from Gaia magnitudes with the DR3 colour polynomial (spec §6.10)."""
-    colour = bp - rp
-    return g - sum(c * colour**i for i, c in enumerate(_R_SDSS_POLYNOMIAL))
-
-
 def _flux_from_mag(mag: np.ndarray | float, zero_point: float) -> np.ndarray:
     """Flux in e-/s from an r_sdss magnitude."""
     return 10.0 ** (-0.4 * (np.asarray(mag) - zero_point))
@@ -1328,7 +1322,8 @@ def _build_scene(
     mjds = np.array([c.mjd for c in conditions])
     field_rng, quasar_rng, detector_rng = (np.random.default_rng(s) for s in seeds)
     cat = _build_catalog(spec, layout, base_wcs, float(mjds.mean()), field_rng)
-    r_mag = _r_sdss_from_gaia(cat.g, cat.bp, cat.rp)
+    # BP-RP of the simulated stars is 0.4-2.7, inside the r_sdss polynomial's range: no NaN
+    r_mag, _ = gaia_band_magnitudes(cat.g, cat.bp, cat.rp, PHOTOMETRIC_BAND)
     mean_flux = _flux_from_mag(r_mag, spec.zero_point)
     quasars = _quasar_images(spec, mjds, quasar_rng)
     lens = SersicTruth(
