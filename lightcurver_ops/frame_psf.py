@@ -90,3 +90,17 @@ def plot_psf_fit(stars: PsfStars, fit: PsfFit, names: Sequence[str], path: Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
+
+
+def read_psf(path: Path) -> tuple[np.ndarray, int, bool]:
+    """``(full_psf, subsampling_factor, converged)`` of a file written by :func:`write_psf`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the frame has no PSF file.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"PSF file {path} does not exist")
+    with h5py.File(path, "r") as f:
+        return f["full_psf"][()], int(f.attrs["subsampling_factor"]), bool(f.attrs["converged"])

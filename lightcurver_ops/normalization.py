@@ -17,9 +17,8 @@ uncertainty (spec §6.9); those are fixed here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -117,8 +116,14 @@ def fit_baseline(
     flux = np.asarray(flux, dtype=np.float64)
     sigma = np.asarray(sigma, dtype=np.float64)
     if flux.ndim != 2 or flux.shape != sigma.shape:
-        raise ValueError(f"flux and sigma must be (stars, frames) arrays of one shape, got {flux.shape}, {sigma.shape}")
-    order = np.arange(flux.shape[1]) if frame_order is None else np.argsort(np.asarray(frame_order), kind="stable")
+        raise ValueError(
+            f"flux and sigma must be (stars, frames) arrays of one shape, got {flux.shape}, {sigma.shape}"
+        )
+    order = (
+        np.arange(flux.shape[1])
+        if frame_order is None
+        else np.argsort(np.asarray(frame_order), kind="stable")
+    )
     valid = np.isfinite(flux) & np.isfinite(sigma) & (sigma > 0) & (flux > 0)
     if (valid.sum(axis=1) >= 2).sum() == 0:
         raise ValueError("no star is measured in 2 frames or more: the baseline needs at least 2 frames")
@@ -159,7 +164,9 @@ def fit_baseline(
     weight = np.where(use, 1.0 / safe_sigma**2, 0.0)
     chi2 = _reduced_chi2((data - stars[:, None] * scales[None, :]) / safe_sigma, use)
     with np.errstate(divide="ignore", invalid="ignore"):
-        stars_sigma = np.sqrt(np.maximum(np.nan_to_num(chi2, nan=1.0), 1.0) / (weight * scales**2).sum(axis=1))
+        stars_sigma = np.sqrt(
+            np.maximum(np.nan_to_num(chi2, nan=1.0), 1.0) / (weight * scales**2).sum(axis=1)
+        )
     return Baseline(
         reference_flux=np.where(rejected, np.nan, stars),
         reference_flux_uncertainty=np.where(rejected, np.nan, stars_sigma),

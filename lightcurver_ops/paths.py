@@ -42,3 +42,5 @@ def psf_plot_relpath(partition_key: str) -> str:
 
 JAX_CACHE_DIR = ".jax_cache"
 """JAX persistent compilation cache, shared by every run on this work directory."""
+NORMALIZATION_PLOT = f"{PLOTS_DIR}/normalization.png"
+"""Coefficients over time and one reference star before and after normalisation."""

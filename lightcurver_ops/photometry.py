@@ -130,7 +130,9 @@ def prepare_photometry_stars(
         raise ValueError(f"photometry stars must share one stamp size, got {sorted(sizes)}")
     size = sizes.pop()
     if psf.shape != (size * subsampling, size * subsampling):
-        raise ValueError(f"PSF grid {psf.shape} does not match stamps of {size} px at subsampling {subsampling}")
+        raise ValueError(
+            f"PSF grid {psf.shape} does not match stamps of {size} px at subsampling {subsampling}"
+        )
     skipped: dict[str, str] = {}
     try:
         prepared = prepare_psf_stars(stamps, max_masked_fraction)
@@ -147,7 +149,9 @@ def prepare_photometry_stars(
         stamp = stamps[star_id]
         x, y = stamp.position[0] - stamp.origin[0], stamp.position[1] - stamp.origin[1]
         ix, iy = round(x), round(y)
-        core = prepared.mask[index, iy - _CORE_HALF : iy + _CORE_HALF + 1, ix - _CORE_HALF : ix + _CORE_HALF + 1]
+        core = prepared.mask[
+            index, iy - _CORE_HALF : iy + _CORE_HALF + 1, ix - _CORE_HALF : ix + _CORE_HALF + 1
+        ]
         if core.size == 0 or core.any():
             skipped[star_id] = "masked pixel on the star's core"
             continue

@@ -12,7 +12,8 @@ PLATE_SOLUTION = "plate_solution"
 FOOTPRINTS = "footprints"
 CUTOUTS = "cutouts"
 PSF = "psf_model"
-ORDER = (CALIBRATION, PLATE_SOLUTION, FOOTPRINTS, CUTOUTS, PSF)
+STAR_FLUXES = "star_fluxes"
+ORDER = (CALIBRATION, PLATE_SOLUTION, FOOTPRINTS, CUTOUTS, PSF, STAR_FLUXES)
 
 
 def eliminated_before(frame: Mapping[str, Any], stage: str) -> str | None:

@@ -7,9 +7,15 @@
   baseline does not silently reprocess the archive (that is an explicit backfill).
 """
 
+import os
+
 import dagster as dg
 
 AC = dg.AutomationCondition
+
+BASELINE_CRON_ENV_VAR = "LIGHTCURVER_BASELINE_CRON"
+"""Cron (UTC) on which baselines are rebuilt from the frames so far; default daily at noon UTC."""
+DEFAULT_BASELINE_CRON = "0 12 * * *"
 
 
 def follows_frames() -> dg.AutomationCondition:
@@ -43,6 +49,13 @@ def when_missing() -> dg.AutomationCondition:
         & ~AC.in_progress()
         & ~AC.execution_failed()
     )
+
+
+def rebuilt_daily() -> dg.AutomationCondition:
+    """For a baseline that should follow the data: built when missing, rebuilt on the baseline cron
+    (``LIGHTCURVER_BASELINE_CRON``) once its inputs changed since the last tick, and on demand."""
+    cron = os.environ.get(BASELINE_CRON_ENV_VAR, DEFAULT_BASELINE_CRON)
+    return when_missing() | AC.on_cron(cron, cron_timezone="UTC")
 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -4,7 +4,8 @@ Tables and columns follow lightcurver 1.2.4 (so its users' SQL keeps working); `
 carries the Dagster partition key and what the import measured beyond lightcurver, and
 ``raw_files`` records which raw file each partition comes from, ``frame_wcs`` the solved WCS of
 each frame and ``star_sets`` the selection parameters behind each reference-star set (whose content
-hash is lightcurver's ``combined_footprint_hash``). Later stages add their tables through Alembic
+hash is lightcurver's ``combined_footprint_hash``) and ``star_reference_fluxes`` the normalisation
+baseline. Later stages add their tables through Alembic
 migrations; this module always describes the head revision.
 """
 
@@ -185,6 +186,21 @@ star_flux_in_frame = Table(
     Column("relative_loss_differential", Float),
 )
 
+star_reference_fluxes = Table(
+    "star_reference_fluxes",
+    metadata,
+    _star_set_hash(),
+    _star_id(),
+    Column("reference_flux", Float, comment="e-/s on the reference frame's scale; NULL if rejected"),
+    Column("reference_flux_uncertainty", Float, comment="e-/s"),
+    Column("reduced_chi2", Float, comment="scatter of the star's accepted fluxes about the bilinear model"),
+    Column("n_frames", Integer, comment="accepted measurements"),
+    Column("n_clipped", Integer, comment="measurements rejected as outliers"),
+    Column("rejected", Integer, nullable=False, comment="1: left out of the normalisation"),
+    Column("reference_frame_id", Integer, comment="frame whose coefficient is 1"),
+    Column("created_mjd", Float, nullable=False, comment="when the baseline was built, MJD (UTC)"),
+)
+
 normalization_coefficients = Table(
     "normalization_coefficients",
     metadata,
@@ -192,6 +208,8 @@ normalization_coefficients = Table(
     _star_set_hash(),
     Column("coefficient", Float),
     Column("coefficient_uncertainty", Float),
+    Column("reduced_chi2", Float, comment="scatter of the frame's star ratios (lightcurver-dagster)"),
+    Column("n_stars", Integer, comment="stars in the mean (lightcurver-dagster)"),
 )
 
 absolute_zeropoints = Table(

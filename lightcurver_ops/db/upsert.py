@@ -3,7 +3,7 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -29,3 +29,13 @@ def upsert(
         else statement.on_conflict_do_nothing(index_elements=list(key))
     )
     connection.execute(statement, [dict(row) for row in rows])
+
+
+def replace_rows(
+    connection: Connection, table: Table, match: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Replace every row of ``table`` whose columns equal ``match`` by ``rows`` (each completed
+    with ``match``): re-running a stage for a frame or a star set leaves exactly its new rows."""
+    connection.execute(delete(table).where(*(table.c[name] == value for name, value in match.items())))
+    if rows:
+        connection.execute(table.insert(), [{**row, **match} for row in rows])

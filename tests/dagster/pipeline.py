@@ -73,6 +73,13 @@ class Pipeline:
             instance=self.instance, asset_selection=keys, tags=tags, raise_on_error=raise_on_error
         )
 
+    def materialize_partition(self, asset: str, partition_key: str) -> dg.ExecuteInProcessResult:
+        """Materialise one frame of a per-frame asset, as the automation would after a new frame."""
+        job = self.definitions.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=self.instance, asset_selection=[dg.AssetKey(asset)], partition_key=partition_key
+        )
+
     def rows(self) -> dict[str, dict]:
         with self.engine.connect() as connection:
             return {row["partition_key"]: dict(row) for row in connection.execute(select(frames)).mappings()}

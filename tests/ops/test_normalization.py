@@ -52,7 +52,9 @@ def test_coefficient_uncertainty_is_the_error_of_the_mean():
     flux, sigma, _, transparency = simulated(rng, variable=False, n_frames=200)
     baseline = fit_baseline(flux, sigma)
     results = [
-        frame_coefficient(flux[:, f], sigma[:, f], baseline.reference_flux, baseline.reference_flux_uncertainty)
+        frame_coefficient(
+            flux[:, f], sigma[:, f], baseline.reference_flux, baseline.reference_flux_uncertainty
+        )
         for f in range(200)
     ]
     values = np.array([r.value for r in results])
@@ -67,7 +69,9 @@ def test_a_new_frame_gets_the_coefficient_of_a_refit_from_scratch():
     flux, sigma, _, _ = simulated(rng, n_frames=13)
     old = fit_baseline(flux[:, :12], sigma[:, :12])
     new = fit_baseline(flux, sigma)
-    incremental = frame_coefficient(flux[:, 12], sigma[:, 12], old.reference_flux, old.reference_flux_uncertainty)
+    incremental = frame_coefficient(
+        flux[:, 12], sigma[:, 12], old.reference_flux, old.reference_flux_uncertainty
+    )
     scratch = frame_coefficient(flux[:, 12], sigma[:, 12], new.reference_flux, new.reference_flux_uncertainty)
     assert abs(2.5 * np.log10(incremental.value / scratch.value)) < 1e-3
 

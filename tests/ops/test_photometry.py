@@ -77,7 +77,7 @@ def test_fluxes_positions_and_pulls_match_truth(fit_background):
 
 def test_masked_pixels_have_no_weight_and_cores_are_protected():
     rng = np.random.default_rng(5)
-    stamps, truth = make_stamps(rng, [1e4, 1e4])
+    stamps, _ = make_stamps(rng, [1e4, 1e4])
     clean = measure_fluxes([prepare_photometry_stars(stamps, gaussian_grid(10, 10), SS)])[0]
     # a cosmic ray far from the core, masked: the flux error barely changes (lightcurver: x1000)
     hit = stamps["star0"]
