@@ -6,6 +6,7 @@ kept in ``psfs/<frame>.h5`` and summarised in the ``PSFs`` table.
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def write_psf(path: Path, fit: PsfFit, names: Sequence[str], subsampling: int) -
                 "subsampling_factor": subsampling,
                 "reduced_chi2": fit.reduced_chi2,
                 "moffat_fwhm_pixels": fit.moffat_fwhm_pixels,
+                "moffat_beta": fit.moffat_beta,
                 "effective_fwhm_pixels": fit.effective_fwhm_pixels,
                 "converged": fit.converged,
             }
@@ -92,8 +94,29 @@ def plot_psf_fit(stars: PsfStars, fit: PsfFit, names: Sequence[str], path: Path,
     return path
 
 
-def read_psf(path: Path) -> tuple[np.ndarray, int, bool]:
-    """``(full_psf, subsampling_factor, converged)`` of a file written by :func:`write_psf`.
+@dataclass(frozen=True)
+class StoredPsf:
+    """What the later stages read back of a frame's PSF model (:func:`write_psf`).
+
+    Attributes
+    ----------
+    full_psf : ndarray, shape (s*ss, s*ss)
+        Full PSF on the sub-sampled grid, sum 1.
+    subsampling : int
+    converged : bool
+    moffat_fwhm_pixels, moffat_beta : float
+        The fitted Moffat's mean FWHM (data pixels) and index.
+    """
+
+    full_psf: np.ndarray
+    subsampling: int
+    converged: bool
+    moffat_fwhm_pixels: float
+    moffat_beta: float
+
+
+def read_psf(path: Path) -> StoredPsf:
+    """Read a frame's PSF model written by :func:`write_psf`.
 
     Raises
     ------
@@ -103,4 +126,10 @@ def read_psf(path: Path) -> tuple[np.ndarray, int, bool]:
     if not path.is_file():
         raise FileNotFoundError(f"PSF file {path} does not exist")
     with h5py.File(path, "r") as f:
-        return f["full_psf"][()], int(f.attrs["subsampling_factor"]), bool(f.attrs["converged"])
+        return StoredPsf(
+            full_psf=f["full_psf"][()],
+            subsampling=int(f.attrs["subsampling_factor"]),
+            converged=bool(f.attrs["converged"]),
+            moffat_fwhm_pixels=float(f.attrs["moffat_fwhm_pixels"]),
+            moffat_beta=float(f.attrs["moffat_beta"]),
+        )

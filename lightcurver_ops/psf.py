@@ -201,6 +201,8 @@ class PsfFit:
         sub-pixel centres (its mean over each ``ss x ss`` block is the pixel-integrated PSF), sum 1.
     moffat_fwhm_pixels : float
         Mean of the narrow Moffat's FWHM along its two axes, data pixels.
+    moffat_beta : float
+        Index of the narrow Moffat (its wings fall as ``r**(-2 beta)``).
     effective_fwhm_pixels : float
         ``2 sqrt(A_half / pi)`` of the full PSF (cubic interpolation, ``A_half`` the area above half its
         peak), data pixels; the simulator's ``FrameTruth.seeing_fwhm_pixels`` has the same definition.
@@ -232,6 +234,7 @@ class PsfFit:
     narrow_psf: np.ndarray
     full_psf: np.ndarray
     moffat_fwhm_pixels: float
+    moffat_beta: float
     effective_fwhm_pixels: float
     reduced_chi2: float
     chi2_per_star: np.ndarray
@@ -453,6 +456,7 @@ def _fit_one(
         "narrow": narrow / narrow.sum(),
         "full": model.get_full_psf(**kwargs, norm=True),
         "fwhm": jnp.stack([moffat["fwhm_x"], moffat["fwhm_y"]]),
+        "beta": moffat["beta"],
         "flux": p2["stars"]["a"] * narrow.sum(),
         "offsets": jnp.stack([p2["stars"]["x0"], p2["stars"]["y0"]], axis=-1),
         "history": history,
@@ -578,6 +582,7 @@ def _result(stars: PsfStars, out: dict[str, np.ndarray], norm: float, subsamplin
         narrow_psf=np.asarray(out["narrow"], dtype=np.float64),
         full_psf=full,
         moffat_fwhm_pixels=float(np.mean(out["fwhm"])),
+        moffat_beta=float(out["beta"]),
         effective_fwhm_pixels=effective_fwhm(full, subsampling),
         reduced_chi2=float(chi2.sum() / (n_good.sum() - (4 + 3 * n))),
         chi2_per_star=chi2 / np.maximum(n_good, 1),

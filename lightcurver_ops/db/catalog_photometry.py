@@ -9,10 +9,10 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, select
 
 from lightcurver_ops.db.schema import absolute_zeropoints, catalog_star_photometry
-from lightcurver_ops.db.upsert import upsert
+from lightcurver_ops.db.upsert import replace_rows, upsert
 
 _IN_CHUNK = 500  # identifiers per IN (...) clause, under SQLite's bound-parameter limit
 _ZEROPOINT_COLUMNS = ("zeropoint", "zeropoint_uncertainty", "source_catalog")
@@ -118,19 +118,12 @@ def replace_zeropoint(
     star) and ``source_catalog`` (``'gaia'`` or ``'panstarrs'``); None only removes the frame's row,
     for a frame whose zero point cannot be measured.
     """
-    table = absolute_zeropoints
-    connection.execute(
-        delete(table).where(table.c.frame_id == frame_id, table.c.combined_footprint_hash == set_hash)
-    )
+    rows = []
     if row is not None:
-        values = {
-            "frame_id": frame_id,
-            "combined_footprint_hash": set_hash,
-            "zeropoint": _sql_float(row.get("zeropoint")),
-            "zeropoint_uncertainty": _sql_float(row.get("zeropoint_uncertainty")),
-            "source_catalog": _sql_text(row.get("source_catalog")),
-        }
-        connection.execute(table.insert(), [values])
+        rows = [{name: _sql_float(row.get(name)) for name in ("zeropoint", "zeropoint_uncertainty")}]
+        rows[0]["source_catalog"] = _sql_text(row.get("source_catalog"))
+    match = {"frame_id": frame_id, "combined_footprint_hash": set_hash}
+    replace_rows(connection, absolute_zeropoints, match, rows)
 
 
 def zeropoints_of_set(connection: Connection, set_hash: int) -> dict[int, dict[str, Any]]:

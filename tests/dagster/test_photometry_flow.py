@@ -11,7 +11,13 @@ from sqlalchemy import func, select
 from lightcurver_dagster.defs.all_frames.star_reference_fluxes import SCATTER_CHECK
 from lightcurver_ops import paths
 from lightcurver_ops.cutouts import read_frame_cutouts
-from lightcurver_ops.db.schema import normalization_coefficients, star_flux_in_frame, star_reference_fluxes
+from lightcurver_ops.db.schema import (
+    absolute_zeropoints,
+    catalog_star_photometry,
+    normalization_coefficients,
+    star_flux_in_frame,
+    star_reference_fluxes,
+)
 from lightcurver_ops.simulate import SimulationSpec, psf_stamp, simulate_dataset
 from tests.dagster.pipeline import Pipeline
 
@@ -158,3 +164,18 @@ def test_a_late_frame_runs_alone_and_matches_a_rebuilt_baseline(pipeline: Pipeli
     with pipeline.engine.connect() as connection:
         n = connection.execute(select(func.count()).select_from(normalization_coefficients)).scalar_one()
     assert n == N_FRAMES + 1
+
+
+def test_zero_points_match_the_simulator(pipeline: Pipeline):
+    assert pipeline.materialize("zeropoint").success
+    rows = pipeline.rows()
+    with pipeline.engine.connect() as connection:
+        stored = {r.frame_id: r for r in connection.execute(select(absolute_zeropoints))}
+        cached = connection.execute(select(func.count()).select_from(catalog_star_photometry)).scalar_one()
+    assert cached > 0
+    errors = []
+    for frame in pipeline.truth.frames[:N_FRAMES]:
+        row = stored[rows[Path(frame.file_name).stem]["id"]]
+        assert row.source_catalog == "gaia" and row.zeropoint_uncertainty < 0.05
+        errors.append(row.zeropoint - frame.zero_point)
+    assert np.max(np.abs(errors)) <= 0.03, errors

@@ -66,13 +66,13 @@ def star_fluxes(
         if reason is None and frame["id"] not in psf_chi2:
             reason = psf_rejection(None, False, bounds)
         if reason is None:
-            full_psf, subsampling, converged = read_psf(work_directory.path(paths.psf_relpath(key)))
-            reason = psf_rejection(psf_chi2[frame["id"]], converged, bounds)
+            psf = read_psf(work_directory.path(paths.psf_relpath(key)))
+            reason = psf_rejection(psf_chi2[frame["id"]], psf.converged, bounds)
         if reason is None:
             stamps, _, _ = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
             stamps = {star: stamp for star, stamp in stamps.items() if star in wanted}
             try:
-                prepared[key] = prepare_photometry_stars(stamps, full_psf, subsampling)
+                prepared[key] = prepare_photometry_stars(stamps, psf.full_psf, psf.subsampling)
             except ValueError as exc:
                 reason = f"no star measured: {exc}"
         if reason is not None:
