@@ -67,13 +67,15 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
     Assets run in waves: per-frame assets over the frames that need them (contiguous ranges, one
     run each), then the all-frames assets that depend on them, and so on. A frame is processed by
     a per-frame wave when one of the wave's assets is missing for it, when its raw file changed,
-    or when an earlier wave of this invocation re-processed it.
+    or when an earlier wave of this invocation re-processed it; every frame of a per-frame asset that
+    reads a baseline (an all-frames asset tagged ``BASELINE_TAG``) rebuilt by this invocation.
     """
     _prepare_environment(config_path)
 
     import dagster as dg
 
     from lightcurver_dagster.definitions import build_definitions
+    from lightcurver_dagster.defs.decorators import BASELINE_TAG
     from lightcurver_dagster.defs.partitions import frames_partitions
     from lightcurver_dagster.defs.sensors import range_run_tags
     from lightcurver_dagster.frame_registry import register_frames
@@ -97,17 +99,22 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
     print(f"{len(ordered)} frames registered", flush=True)
 
     job = definitions.resolve_implicit_global_asset_job_def()
-    for partitioned, keys in _waves(definitions.resolve_asset_graph()):
+    graph = definitions.resolve_asset_graph()
+    rebuilt_baselines: set = set()
+    for partitioned, keys in _waves(graph):
         names = ", ".join(k.to_user_string() for k in keys)
         if partitioned:
             for key in keys:
                 rerun |= set(ordered) - instance.get_materialized_partitions(key)
+                if graph.get(key).parent_keys & rebuilt_baselines:
+                    rerun |= set(ordered)  # a new baseline re-runs its per-frame increments
             ranges = _contiguous_ranges(ordered, rerun, batch_size)
             print(f"{names}: {len(rerun)} frames to process", flush=True)
             runs = [range_run_tags(first, last) for first, last in ranges]
         else:
             print(f"{names}", flush=True)
             runs = [{}]
+            rebuilt_baselines |= {key for key in keys if BASELINE_TAG in graph.get(key).tags}
         for tags in runs:
             result = job.execute_in_process(
                 instance=instance,

@@ -23,6 +23,11 @@ def per_frame_asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
     )
 
 
+BASELINE_TAG = "lightcurver/baseline"
+"""Tag of the all-frames assets whose per-frame increments (assets reading them) must all re-run
+when they are rebuilt: ``star_reference_fluxes``, ``roi_model``."""
+
+
 def all_frames_asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
     """``@dg.asset`` over all frames (unpartitioned), in the all-frames group."""
     return dg.asset(group_name=ALL_FRAMES, **kwargs)

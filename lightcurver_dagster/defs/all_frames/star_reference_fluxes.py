@@ -7,7 +7,7 @@ import numpy as np
 from astropy.time import Time
 
 from lightcurver_dagster.defs.automation import rebuilt_daily
-from lightcurver_dagster.defs.decorators import all_frames_asset
+from lightcurver_dagster.defs.decorators import BASELINE_TAG, all_frames_asset
 from lightcurver_dagster.defs.inputs import current_stars
 from lightcurver_dagster.defs.per_frame.star_fluxes import star_fluxes
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase
@@ -25,6 +25,7 @@ MAX_SCATTER_OVER_NOISE = 1.2
     deps=[star_fluxes],
     automation_condition=rebuilt_daily(),
     kinds={"python", "sql"},
+    tags={BASELINE_TAG: ""},
     code_version="1",
     check_specs=[dg.AssetCheckSpec(SCATTER_CHECK, asset="star_reference_fluxes")],
 )
