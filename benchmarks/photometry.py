@@ -35,7 +35,9 @@ def main() -> None:
     figures: dict[str, float | int | str] = {"frames": args.frames, "frame_size": args.size}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "sim"
-        truth = simulate_dataset(root, SimulationSpec(n_frames=args.frames, nx=args.size, ny=args.size, seed=5))
+        truth = simulate_dataset(
+            root, SimulationSpec(n_frames=args.frames, nx=args.size, ny=args.size, seed=5)
+        )
         config = yaml.safe_load((root / "config.yaml").read_text())
         config |= {"stars_to_use_psf": 6, "stars_to_use_norm": 30}
         (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -63,7 +65,9 @@ def main() -> None:
             results = measure_fluxes(prepared)
             figures[f"measure_fluxes_{label}_s_per_frame"] = (time.perf_counter() - start) / len(prepared)
         figures["stars_per_frame"] = n_stars / len(prepared)
-        figures["star_fit_reduced_chi2_median"] = float(np.median([s.reduced_chi2 for f in results for s in f]))
+        figures["star_fit_reduced_chi2_median"] = float(
+            np.median([s.reduced_chi2 for f in results for s in f])
+        )
     figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report("photometry", figures)
 
