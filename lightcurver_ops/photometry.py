@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lightcurver_ops.cutouts import Stamp
+from lightcurver_ops.minimise import levenberg_marquardt
 from lightcurver_ops.psf import prepare_psf_stars
 
 _LM_ITERATIONS = 25  # Levenberg-Marquardt steps (a stamp converges in 3 to 6)
-_LM_DAMPING = 1e-3  # initial damping, relative to the normal matrix' diagonal
 _CORE_HALF = 1  # a star whose (2*1+1)^2 central pixels are masked is not measured
 _CHUNK = 64  # stamps per compiled call: one program serves every run
 _CONVERGED = 0.1  # last accepted flux step, in flux uncertainties, below which a fit has converged
@@ -208,32 +208,11 @@ def _fit_one(ss: int, fit_background: bool, data, weight, psf, shift0):
     def model(theta):
         return theta[0] * _pixel_model(psf_fft, theta[2:], ss) + theta[1]
 
-    def normal(theta):
-        residual = data - model(theta)
-        jac = jax.jacfwd(model)(theta).reshape(-1, 4) * free
-        w = weight.reshape(-1)
-        matrix = jac.T @ (w[:, None] * jac) + jnp.diag(1.0 - free)
-        gradient = jac.T @ (w * residual.reshape(-1))
-        return matrix, gradient, jnp.sum(weight * residual**2)
-
     profile = _pixel_model(psf_fft, shift0, ss)
     flux0 = jnp.sum(weight * data * profile) / jnp.sum(weight * profile**2)
     theta0 = jnp.array([flux0, 0.0, shift0[0], shift0[1]])
-
-    def step(_, carry):
-        theta, damping, change = carry
-        matrix, gradient, chi2 = normal(theta)
-        damped = matrix + damping * jnp.diag(jnp.diag(matrix))
-        trial = theta + jnp.linalg.solve(damped, gradient)
-        better = jnp.sum(weight * (data - model(trial)) ** 2) < chi2
-        new = jnp.where(better, trial, theta)
-        change = jnp.where(better, jnp.abs(trial[0] - theta[0]), change)
-        return new, jnp.where(better, damping * 0.3, damping * 10.0), change
-
-    theta, _, change = jax.lax.fori_loop(0, _LM_ITERATIONS, step, (theta0, _LM_DAMPING, jnp.inf))
-    matrix, _, chi2 = normal(theta)
-    covariance = jnp.linalg.inv(matrix)
-    return theta, jnp.sqrt(covariance[0, 0]), chi2, change
+    theta, covariance, chi2, last = levenberg_marquardt(model, theta0, data, weight, _LM_ITERATIONS, free)
+    return theta, jnp.sqrt(covariance[0, 0]), chi2, jnp.abs(last[0])
 
 
 @functools.lru_cache(maxsize=8)

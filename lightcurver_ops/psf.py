@@ -44,18 +44,17 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from scipy import ndimage
 from starred.psf.psf import PSF
 from starred.utils.jax_utils import decompose
 
 from lightcurver_ops._sep import sep_extract
 from lightcurver_ops.cutouts import Stamp
+from lightcurver_ops.minimise import minimise_lbfgs
 
 _MIN_FWHM = 2.0  # STARRED's lower bound on the Moffat FWHM (data pixels)
 _BETA_GUESS = 2.0  # STARRED's initial Moffat index
 _NOISE_DRAWS = 100  # Monte Carlo realisations in STARRED's propagate_noise
-_PATIENCE = 10  # consecutive iterations below the tolerance before stopping
 _NEIGHBOUR_THRESHOLD = 3.0  # sep detection threshold (sigma) of the neighbour mask, as lightcurver
 _NEIGHBOUR_MIN_AREA = 15
 _NEIGHBOUR_DEBLEND = 0.001
@@ -358,34 +357,6 @@ def _softplus_inverse(value: jnp.ndarray) -> jnp.ndarray:
     return value + jnp.log(-jnp.expm1(-value))
 
 
-def _minimise(loss, params, max_iter: int, tolerance: jnp.ndarray):
-    """optax L-BFGS on ``loss`` from ``params``; stops after ``_PATIENCE`` small relative changes.
-
-    Returns the parameters, the loss history (shape (max_iter,), NaN after the stop) and the number
-    of iterations.
-    """
-    solver = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    def cond(carry):
-        _, _, i, quiet, _, _ = carry
-        return (i < max_iter) & (quiet < _PATIENCE)
-
-    def body(carry):
-        p, state, i, quiet, previous, history = carry
-        value, grad = value_and_grad(p, state=state)
-        updates, state = solver.update(grad, state, p, value=value, grad=grad, value_fn=loss)
-        p = optax.apply_updates(p, updates)
-        small = jnp.abs(previous - value) <= tolerance * jnp.abs(value)
-        quiet = jnp.where(small, quiet + 1, 0)
-        return p, state, i + 1, quiet, value, history.at[i].set(value)
-
-    history = jnp.full(max_iter, jnp.nan, dtype=jnp.float32)
-    start = (params, solver.init(params), 0, 0, jnp.asarray(jnp.inf, jnp.float32), history)
-    params, _, n, _, _, history = jax.lax.while_loop(cond, body, start)
-    return params, history, n
-
-
 def _noise_weights(model: PSF, noise_map: jnp.ndarray, key: jax.Array, n_scales: int) -> jnp.ndarray:
     """STARRED's Monte Carlo noise propagation (``propagate_noise``, chi2 likelihood) in JAX.
 
@@ -433,7 +404,7 @@ def _fit_one(
         },
         "stars": {"a": a_init, "x0": zeros, "y0": zeros},
     }
-    p1, _, n1 = _minimise(loss_analytic, start, shapes.n_iter_analytic, tolerance)
+    p1, _, n1 = minimise_lbfgs(loss_analytic, start, shapes.n_iter_analytic, tolerance)
     moffat = _moffat(p1["moffat"])
 
     weights = _noise_weights(model, noise_map, jax.random.PRNGKey(1), n_scales)[:-1]
@@ -446,7 +417,7 @@ def _fit_one(
         regul = (regularization[1] * high + regularization[0] * other) / shapes.subsampling**2 * n_stars
         return chi2(moffat, p["stars"], p["background"]) + regul
 
-    p2, history, n2 = _minimise(
+    p2, history, n2 = minimise_lbfgs(
         loss_pixels, {"stars": p1["stars"], "background": grid0}, shapes.n_iter_pixels, tolerance
     )
     kwargs = _kwargs(moffat, p2["stars"], p2["background"], shapes.stars)
