@@ -100,8 +100,8 @@ class StoredPsf:
 
     Attributes
     ----------
-    full_psf : ndarray, shape (s*ss, s*ss)
-        Full PSF on the sub-sampled grid, sum 1.
+    full_psf, narrow_psf : ndarray, shape (s*ss, s*ss)
+        Full and narrow PSF on the sub-sampled grid, sum 1.
     subsampling : int
     converged : bool
     moffat_fwhm_pixels, moffat_beta : float
@@ -109,6 +109,7 @@ class StoredPsf:
     """
 
     full_psf: np.ndarray
+    narrow_psf: np.ndarray
     subsampling: int
     converged: bool
     moffat_fwhm_pixels: float
@@ -128,6 +129,7 @@ def read_psf(path: Path) -> StoredPsf:
     with h5py.File(path, "r") as f:
         return StoredPsf(
             full_psf=f["full_psf"][()],
+            narrow_psf=f["narrow_psf"][()],
             subsampling=int(f.attrs["subsampling_factor"]),
             converged=bool(f.attrs["converged"]),
             moffat_fwhm_pixels=float(f.attrs["moffat_fwhm_pixels"]),

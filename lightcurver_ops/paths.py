@@ -44,3 +44,22 @@ JAX_CACHE_DIR = ".jax_cache"
 """JAX persistent compilation cache, shared by every run on this work directory."""
 NORMALIZATION_PLOT = f"{PLOTS_DIR}/normalization.png"
 """Coefficients over time and one reference star before and after normalisation."""
+
+
+def roi_cube_relpath(set_hash: int, roi_name: str) -> str:
+    """lightcurver's default prepared ROI file (``prepared_roi_cutouts_path`` overrides it)."""
+    return f"prepared_roi_cutouts/cutouts_{set_hash}_{roi_name}.h5"
+
+
+def roi_model_relpath(set_hash: int, roi_name: str) -> str:
+    """HDF5 of the joint ROI model (background, positions, reference cutout) read by roi_fluxes."""
+    return f"roi_model/{set_hash}_{roi_name}_model.h5"
+
+
+def roi_model_prefix(set_hash: int, roi_name: str) -> str:
+    """Prefix of the ROI model's FITS, JSON and plots (lightcurver's ``<hash>_<roi>``)."""
+    return f"roi_model/{set_hash}_{roi_name}"
+
+
+LIGHT_CURVES_DIR = "light_curves"
+"""Light-curve products: ``<roi>_photometry_per_epoch.csv``, per night, astrometry, FITS, plots."""

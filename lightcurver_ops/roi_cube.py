@@ -13,9 +13,16 @@ from typing import Any
 
 import h5py
 import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
 
 from lightcurver_ops.errors import ConfigError
 from lightcurver_ops.files import atomic_path
+
+
+def cd_matrix(wcs_header: str) -> np.ndarray:
+    """The 2x2 CD matrix (deg/pixel) of a cutout's WCS header string."""
+    return WCS(fits.Header.fromstring(wcs_header)).celestial.pixel_scale_matrix
 
 
 def check_constraints(
@@ -49,6 +56,21 @@ def rotation_degrees(cd_epoch: np.ndarray, cd_reference: np.ndarray) -> float:
     offsets to the epoch's: the angle of ``CD_epoch^-1 CD_reference`` (STARRED's ``alpha``)."""
     matrix = np.linalg.solve(np.asarray(cd_epoch, float), np.asarray(cd_reference, float))
     return float(np.degrees(np.arctan2(matrix[1, 0] - matrix[0, 1], matrix[0, 0] + matrix[1, 1])))
+
+
+def epoch_transform(
+    cd: np.ndarray, position: np.ndarray, reference_cd: np.ndarray, reference_position: np.ndarray, size: int
+) -> tuple[float, np.ndarray]:
+    """STARRED's fixed rotation (deg) of a cutout relative to the reference cutout, and the
+    translation ``(dx, dy)`` (pixels) putting the ROI centre where the cutout has it (STARRED rotates
+    about the cutout centre ``(size - 1) / 2``)."""
+    angle = rotation_degrees(cd, reference_cd)
+    theta = np.radians(angle)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    centre = (size - 1) / 2.0
+    return angle, np.asarray(position, float) - centre - rotation @ (
+        np.asarray(reference_position, float) - centre
+    )
 
 
 @dataclass(frozen=True)
@@ -148,3 +170,41 @@ def write_roi_cube(path: Path, cube: RoiCube, global_zeropoint: tuple[float, flo
         f["subsampling_factor"] = np.full((n, 1), cube.subsampling)
         f["angle_to_north"] = cube.angle_to_north
         f["positions"] = cube.positions
+
+
+def read_roi_cube(path: Path) -> RoiCube:
+    """Read a cube written by :func:`write_roi_cube`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"ROI cube {path} does not exist")
+
+    def text(values: np.ndarray) -> tuple[str, ...]:
+        return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+
+    with h5py.File(path, "r") as f:
+        headers = text(f["wcs"][()])
+        return RoiCube(
+            frame_ids=f["frame_id"][()],
+            partition_keys=text(f["partition_key"][()]),
+            mjd=f["mjd"][()],
+            seeing=f["seeing"][()],
+            sky_level=f["sky_level_electron_per_second"][()],
+            pixel_scale=f["pixel_scale"][()],
+            angle_to_north=f["angle_to_north"][()],
+            data=f["data"][()],
+            noise=f["noisemap"][()],
+            mask=f["mask"][()],
+            psf=f["psf"][()],
+            positions=f["positions"][()],
+            cd=np.array([cd_matrix(h) for h in headers]),
+            wcs_headers=headers,
+            coefficient=f["normalization_coefficient"][()],
+            coefficient_uncertainty=f["relative_normalization_error"][()],
+            zeropoint=f["zeropoint"][()],
+            subsampling=int(f["subsampling_factor"][0, 0]),
+        )

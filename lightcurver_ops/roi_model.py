@@ -12,6 +12,8 @@ angle, translated by ``(dx, dy)``, convolved with the epoch's narrow PSF, plus a
   Gaussian prior of that many pixels when it is a number). lightcurver ran a fixed number of
   adabelief steps at a small learning rate; here optax's L-BFGS runs until the loss stops changing
   (:func:`lightcurver_ops.minimise.minimise_lbfgs`), the iteration count being the limit.
+- Stage 3: the background fixed, positions, amplitudes, translations and sky refined by L-BFGS
+  until converged (few parameters: fast and precise astrometry).
 
 The per-frame fluxes of the light curves are fitted afterwards with this model's background and
 positions fixed (:mod:`lightcurver_ops.roi_photometry`), the same way for every frame, old or new.
@@ -34,10 +36,12 @@ from starred.optim.optimization import Optimizer
 from starred.utils.noise_utils import propagate_noise
 
 from lightcurver_ops.minimise import minimise_lbfgs
-from lightcurver_ops.roi_cube import RoiCube, rotation_degrees
+from lightcurver_ops.roi_cube import RoiCube, epoch_transform
 
 _NOISE_SAMPLES = 500  # lightcurver's SLIT propagation settings
 _TOLERANCE = 1e-7
+_REFINE_ITERATIONS = 500
+_REFINE_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class RoiModel:
     loss_history : ndarray
         Loss of stage 2 at each iteration.
     iterations : tuple of int
-        Iterations run by stage 1 and stage 2.
+        Iterations run by stage 1, stage 2 and the final refinement of the point sources.
     subsampling : int
     """
 
@@ -84,7 +88,7 @@ class RoiModel:
     residuals: np.ndarray
     reduced_chi2: np.ndarray
     loss_history: np.ndarray
-    iterations: tuple[int, int]
+    iterations: tuple[int, int, int]
     subsampling: int
 
     def point_source_offsets(self) -> np.ndarray:
@@ -94,16 +98,13 @@ class RoiModel:
 
 
 def initial_translations(cube: RoiCube) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation of each epoch relative to the first (deg) and the translation ``(dx, dy)`` putting
-    the ROI centre where each cutout has it (STARRED rotates about the cutout centre)."""
-    centre = (cube.data.shape[1] - 1) / 2.0
-    rotations = np.array([rotation_degrees(cd, cube.cd[0]) for cd in cube.cd])
-    translations = []
-    for position, angle in zip(cube.positions, rotations, strict=True):
-        theta = np.radians(angle)
-        rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-        translations.append(position - centre - rotation @ (cube.positions[0] - centre))
-    return rotations, np.asarray(translations)
+    """Rotation of each epoch relative to the first (deg) and the starting translations, shape (N, 2)."""
+    size = cube.data.shape[1]
+    transforms = [
+        epoch_transform(cd, p, cube.cd[0], cube.positions[0], size)
+        for cd, p in zip(cube.cd, cube.positions, strict=True)
+    ]
+    return np.array([t[0] for t in transforms]), np.array([t[1] for t in transforms])
 
 
 def _initial_fluxes(cube: RoiCube, offsets: np.ndarray) -> np.ndarray:
@@ -262,8 +263,31 @@ def fit_roi_model(
         jnp.asarray(start, jnp.float32)
     )
     n2 = int(n2)
+    kwargs_stage2 = parameters.args2kwargs(best)
+
+    # stage 3: the background fixed, the point sources, translations and sky refined (a smooth
+    # problem of few parameters, which the pixel grid's thousands slow down in stage 2)
+    fixed = deepcopy(fixed)
+    fixed["kwargs_background"]["h"] = kwargs_stage2["kwargs_background"]["h"]
+    parameters = ParametersDeconv(
+        deepcopy(kwargs_stage2), fixed, kwargs_up=kwargs_up, kwargs_down=kwargs_down
+    )
+    loss = Loss(
+        data,
+        model,
+        parameters,
+        sigma_2,
+        regularization_terms="l1_starlet",
+        regularization_strength_scales=0.0,
+        regularization_strength_hf=0.0,
+        prior=prior,
+    )
+    best, _, n3 = jax.jit(lambda p: minimise_lbfgs(loss, p, _REFINE_ITERATIONS, _REFINE_TOLERANCE))(
+        jnp.asarray(parameters.kwargs2args(kwargs_stage2), jnp.float32)
+    )
     kwargs_final = parameters.args2kwargs(best)
-    return _result(cube, model, kwargs_final, labels, scale, rotations, np.asarray(history)[:n2], (n1, n2))
+    history = np.asarray(history)[:n2]
+    return _result(cube, model, kwargs_final, labels, scale, rotations, history, (n1, n2, int(n3)))
 
 
 def _padded_psfs(psf: np.ndarray, size: int) -> np.ndarray:
@@ -282,7 +306,7 @@ def _result(
     scale: float,
     rotations: np.ndarray,
     history: np.ndarray,
-    iterations: tuple[int, int],
+    iterations: tuple[int, int, int],
 ) -> RoiModel:
     n_epochs, size, _ = cube.data.shape
     analytic = kwargs["kwargs_analytic"]

@@ -74,3 +74,8 @@ def frame_row(connection: Connection, partition_key: str) -> dict[str, Any] | No
     row = connection.execute(select(frames).where(frames.c.partition_key == partition_key)).mappings()
     found = row.first()
     return dict(found) if found is not None else None
+
+
+def frame_rows(connection: Connection) -> list[dict[str, Any]]:
+    """Every ``frames`` row as a dict, in time order."""
+    return [dict(row) for row in connection.execute(select(frames).order_by(frames.c.mjd)).mappings()]

@@ -221,3 +221,42 @@ absolute_zeropoints = Table(
     Column("zeropoint_uncertainty", Float),
     Column("source_catalog", Text),
 )
+
+roi_models = Table(
+    "roi_models",
+    metadata,
+    _star_set_hash(),
+    Column("roi_name", String(255), primary_key=True),
+    Column("created_mjd", Float, nullable=False, comment="when the model was fitted, MJD (UTC)"),
+    Column("n_frames", Integer, nullable=False),
+    Column("reference_frame_id", Integer, comment="frame whose cutout defines the model's pixel grid"),
+    Column("model_relpath", Text, nullable=False, comment="HDF5 of the model, relative to workdir"),
+    Column("median_reduced_chi2", Float),
+    Column("astrometry", Text, comment="JSON {label: [ra, dec]} of the point sources, deg"),
+)
+
+roi_fluxes = Table(
+    "roi_fluxes",
+    metadata,
+    _frame_id(),
+    _star_set_hash(),
+    Column("roi_name", String(255), primary_key=True),
+    Column("source", String(255), primary_key=True, comment="point-source label"),
+    Column("flux", Float, comment="normalised e-/s"),
+    Column("flux_uncertainty", Float, comment="Fisher and normalisation errors combined, normalised e-/s"),
+    Column("fit_flux_uncertainty", Float, comment="Fisher error alone, normalised e-/s"),
+)
+
+roi_frame_fits = Table(
+    "roi_frame_fits",
+    metadata,
+    _frame_id(),
+    _star_set_hash(),
+    Column("roi_name", String(255), primary_key=True),
+    Column("reduced_chi2", Float),
+    Column("dx", Float, comment="translation, pixels"),
+    Column("dy", Float, comment="translation, pixels"),
+    Column("sky", Float, comment="uniform sky, normalised e-/s per pixel"),
+    Column("covariance", Text, comment="JSON matrix of the fluxes' covariance, (normalised e-/s)^2"),
+    Column("model_created_mjd", Float, comment="the roi_models row the fit used"),
+)

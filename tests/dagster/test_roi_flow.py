@@ -1,0 +1,195 @@
+"""The ROI stages on simulated frames: cube, joint model, per-frame fluxes and light curves, against
+the injected quasar light curves; then one late frame costs one roi_fluxes fit."""
+
+import csv
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from lightcurver_ops import paths
+from lightcurver_ops.simulate import SimulationSpec, psf_stamp, simulate_dataset
+from tests.dagster.pipeline import Pipeline
+from tests.ops.test_light_curves_browser import find_browser
+
+N_FRAMES = 10
+CHAIN = ("cutouts", "psf_model", "star_fluxes", "zeropoint")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Pipeline:
+    root = tmp_path_factory.mktemp("roi") / "sim"
+    spec = SimulationSpec(n_frames=N_FRAMES + 1, nx=512, ny=512, seed=21, star_density=10.0, exptime=1200.0)
+    truth = simulate_dataset(root, spec)
+    late = root / "late"
+    late.mkdir()
+    (root / "raw" / truth.frames[-1].file_name).rename(late / truth.frames[-1].file_name)
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    config |= {"stars_to_use_psf": 6, "stars_to_use_norm": 30, "roi_deconv_all_iters": 1500}
+    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    pipeline = Pipeline(root, truth)
+    pipeline.ingest()
+    for name in ("footprints", "reference_stars", *CHAIN):
+        assert pipeline.materialize(name).success, name
+    assert pipeline.materialize("star_reference_fluxes").success
+    assert pipeline.materialize("normalization_coefficient").success
+    for name in ("roi_cube", "roi_model", "roi_fluxes", "light_curves"):
+        assert pipeline.materialize(name).success, name
+    return pipeline
+
+
+def photon_limit(pipeline: Pipeline, index: int) -> dict[str, float]:
+    """Relative flux error of each quasar image in a frame from photon and read noise alone: the
+    Fisher matrix of the images' amplitudes with the true PSF, fluxes, sky (lens light ignored)."""
+    spec, frame = pipeline.truth.spec, pipeline.truth.frames[index]
+    images = pipeline.truth.quasar_images
+    half = 16
+    x0 = round(np.mean([q.x_pixels[index] for q in images]))
+    y0 = round(np.mean([q.y_pixels[index] for q in images]))
+    size = 2 * half + 1 + 2 * 8
+    profiles = []
+    for q in images:
+        x, y = q.x_pixels[index], q.y_pixels[index]
+        ix, iy = round(x), round(y)
+        stamp = psf_stamp(frame, x - ix, y - iy, half_size=half)
+        canvas = np.zeros((size, size))
+        ox, oy = ix - x0 + 8, iy - y0 + 8
+        canvas[oy : oy + 2 * half + 1, ox : ox + 2 * half + 1] = stamp
+        profiles.append(canvas)
+    profiles = np.array(profiles)
+    fluxes = np.array([q.flux_e_per_s_per_frame[index] * frame.transparency for q in images])
+    variance = (np.tensordot(fluxes, profiles, axes=1) + frame.sky_level_e_per_s) / spec.exptime
+    variance += (spec.read_noise / spec.exptime) ** 2
+    fisher = np.einsum("kij,lij->kl", profiles / variance, profiles)
+    errors = np.sqrt(np.diag(np.linalg.inv(fisher)))
+    return {q.label: float(e / f) for q, e, f in zip(images, errors, fluxes, strict=True)}
+
+
+def epoch_table(pipeline: Pipeline) -> list[dict[str, str]]:
+    path = (
+        pipeline.config.workdir
+        / paths.LIGHT_CURVES_DIR
+        / f"{pipeline.config.roi_name}_photometry_per_epoch.csv"
+    )
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+# Measured on this data set (10 frames, seeing 0.7-1.3"): C and D, 1.2 and 2 arcsec from the
+# others, reach 1.2x and 0.4x the photon-noise limit; the 0.56" pair A-B scatters 3.1x and 3.5x
+# its limit, anti-correlated in the worst-seeing frames (PSF-model errors move flux between
+# blended images). The bounds below guard these figures; the pair's target of 1.5x is open.
+RMS_OVER_LIMIT = {"A": 4.0, "B": 4.5, "C": 1.5, "D": 1.5}
+
+
+def test_light_curves_follow_the_injected_ones(pipeline: Pipeline):
+    rows = {int(r["frame_id"]): r for r in epoch_table(pipeline)}
+    ids = pipeline.rows()
+    frames = [
+        (i, f)
+        for i, f in enumerate(pipeline.truth.frames[:N_FRAMES])
+        if ids[Path(f.file_name).stem]["id"] in rows
+    ]
+    assert len(frames) >= N_FRAMES - 1
+    for q in pipeline.truth.quasar_images:
+        measured = np.array(
+            [float(rows[ids[Path(f.file_name).stem]["id"]][f"{q.label}_flux"]) for _, f in frames]
+        )
+        errors = np.array(
+            [float(rows[ids[Path(f.file_name).stem]["id"]][f"{q.label}_d_flux"]) for _, f in frames]
+        )
+        injected = np.array([q.flux_e_per_s_per_frame[i] for i, _ in frames])
+        ratio = measured / injected
+        scale = np.sum(ratio * injected**2 / errors**2) / np.sum(injected**2 / errors**2)
+        relative = ratio / scale - 1
+        limit = np.sqrt(np.mean([photon_limit(pipeline, i)[q.label] ** 2 for i, _ in frames]))
+        rms = float(np.sqrt(np.mean(relative**2)))
+        chi2 = float(np.sum((measured - scale * injected) ** 2 / errors**2) / (len(frames) - 1))
+        print(f"{q.label}: rms {rms:.4f}, limit {limit:.4f}, ratio {rms / limit:.2f}, chi2/dof {chi2:.2f}")
+        assert rms <= RMS_OVER_LIMIT[q.label] * limit, (q.label, rms, limit)
+        assert chi2 <= 3.0, (q.label, chi2)
+
+
+def test_astrometry_of_the_images(pipeline: Pipeline):
+    roi = pipeline.config.roi_name
+    positions = json.loads(
+        (pipeline.config.workdir / paths.LIGHT_CURVES_DIR / f"{roi}_astrometry.json").read_text()
+    )
+    scale = pipeline.truth.spec.pixel_scale
+    for q in pipeline.truth.quasar_images:
+        ra, dec = positions[q.label]
+        separation = math.hypot((ra - q.ra) * math.cos(math.radians(q.dec)), dec - q.dec) * 3600
+        # measured: A 0.10 px (the pair's brighter image), B 0.015, C 0.066, D 0.078
+        assert separation / scale < 0.15, (q.label, separation / scale)
+
+
+def test_products_and_the_page_in_a_browser(pipeline: Pipeline, tmp_path: Path):
+    roi = pipeline.config.roi_name
+    out = pipeline.config.workdir / paths.LIGHT_CURVES_DIR
+    for name in (
+        "photometry_per_epoch.csv",
+        "photometry_per_night.csv",
+        "astrometry.json",
+        "light_curves.png",
+        "light_curves.html",
+        "high_res_model.fits",
+        "background.fits",
+    ):
+        assert (out / f"{roi}_{name}").stat().st_size > 0, name
+    header = epoch_table(pipeline)[0].keys()
+    assert list(header)[:6] == [
+        "frame_id",
+        "mjd",
+        "zeropoint",
+        "reduced_chi2",
+        "seeing",
+        "sky_level_electron_per_second",
+    ]
+    browser = find_browser()
+    assert browser is not None, "no headless Chromium (scripts/test.sh installs it)"
+    command = [
+        browser,
+        "--headless=new",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        (out / f"{roi}_light_curves.html").resolve().as_uri(),
+    ]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False).stdout
+    assert 'class="legendtext"' in dom
+    for q in pipeline.truth.quasar_images:
+        assert f">{q.label}<" in dom, q.label
+
+
+def test_a_late_frame_costs_one_roi_fit(pipeline: Pipeline):
+    late = pipeline.truth.frames[-1]
+    key = Path(late.file_name).stem
+    (pipeline.root / "late" / late.file_name).rename(pipeline.raw / late.file_name)
+    model_key = dg.AssetKey("roi_model")
+    before = pipeline.instance.get_latest_materialization_event(model_key)
+    pipeline.ingest()
+    for name in (*CHAIN, "normalization_coefficient", "roi_fluxes"):
+        assert pipeline.materialize_partition(name, key).success, name
+    assert pipeline.materialize("light_curves").success
+    assert pipeline.instance.get_latest_materialization_event(model_key).run_id == before.run_id
+    rows = {int(r["frame_id"]) for r in epoch_table(pipeline)}
+    assert pipeline.rows()[key]["id"] in rows
+    with h5py.File(pipeline.config.workdir / paths.roi_model_relpath(*_model_key(pipeline))) as f:
+        assert pipeline.rows()[key]["id"] not in set(f["frame_id"][()])
+
+
+def _model_key(pipeline: Pipeline) -> tuple[int, str]:
+    from lightcurver_ops.db.stars import latest_star_set
+
+    with pipeline.engine.connect() as connection:
+        return latest_star_set(connection), pipeline.config.roi_name
