@@ -69,6 +69,7 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
     a per-frame wave when one of the wave's assets is missing for it, when its raw file changed,
     or when an earlier wave of this invocation re-processed it; every frame of a per-frame asset that
     reads a baseline (an all-frames asset tagged ``BASELINE_TAG``) rebuilt by this invocation.
+    All-frames assets run when a frame was processed by this invocation or when they are missing.
     """
     _prepare_environment(config_path)
 
@@ -79,6 +80,7 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
     from lightcurver_dagster.defs.partitions import frames_partitions
     from lightcurver_dagster.defs.sensors import range_run_tags
     from lightcurver_dagster.frame_registry import register_frames
+    from lightcurver_ops import paths
     from lightcurver_ops.config import load_config
     from lightcurver_ops.db.engine import open_science_database
     from lightcurver_ops.reports import frame_summary
@@ -112,6 +114,10 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
             print(f"{names}: {len(rerun)} frames to process", flush=True)
             runs = [range_run_tags(first, last) for first, last in ranges]
         else:
+            missing = [key for key in keys if instance.get_latest_materialization_event(key) is None]
+            if not rerun and not missing:
+                print(f"{names}: up to date", flush=True)
+                continue
             print(f"{names}", flush=True)
             runs = [{}]
             rebuilt_baselines |= {key for key in keys if BASELINE_TAG in graph.get(key).tags}
@@ -130,7 +136,8 @@ def run_pipeline(config_path: Path, batch_size: int = 64) -> int:
                 return 1
 
     print(frame_summary(engine))
-    print(f"products in {config.workdir} (frames/, database at {config.science_database_url})")
+    print(f"products in {config.workdir}: light curves in {config.workdir / paths.LIGHT_CURVES_DIR}")
+    print(f"database at {config.science_database_url}")
     return 0
 
 

@@ -35,6 +35,8 @@ def test_simulate_then_run_is_incremental(tmp_path: Path):
         and "calibrated_frame, plate_solution: 2 frames to process" in printed
     )
     assert "frames: 2 imported, 2 usable, 0 eliminated" in printed
+    assert f"light curves in {out / 'light_curves'}" in printed
+    assert len(list((out / "light_curves").glob("*_photometry_per_epoch.csv"))) == 1
     engine = create_engine(f"sqlite:///{out / 'database.sqlite3'}")
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(frames)).scalar_one() == 2
@@ -43,6 +45,7 @@ def test_simulate_then_run_is_incremental(tmp_path: Path):
     again = cli("run", str(config))
     assert again.returncode == 0
     assert "calibrated_frame, plate_solution: 0 frames to process" in again.stdout
+    assert "roi_cube, roi_model: up to date" in again.stdout
 
 
 def test_bad_config_exits_with_a_message(tmp_path: Path, capsys):
