@@ -4,7 +4,6 @@ the injected quasar light curves; then one late frame costs one roi_fluxes fit."
 import csv
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +15,7 @@ import yaml
 from lightcurver_ops import paths
 from lightcurver_ops.simulate import SimulationSpec, psf_stamp, simulate_dataset
 from tests.dagster.pipeline import Pipeline
-from tests.ops.test_light_curves_browser import find_browser
+from tests.ops.test_light_curves_browser import rendered_dom
 
 N_FRAMES = 10
 CHAIN = ("cutouts", "psf_model", "star_fluxes", "zeropoint")
@@ -151,21 +150,7 @@ def test_products_and_the_page_in_a_browser(pipeline: Pipeline, tmp_path: Path):
         "seeing",
         "sky_level_electron_per_second",
     ]
-    browser = find_browser()
-    assert browser is not None, "no headless Chromium (scripts/test.sh installs it)"
-    command = [
-        browser,
-        "--headless=new",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        (out / f"{roi}_light_curves.html").resolve().as_uri(),
-    ]
-    dom = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False).stdout
+    dom = rendered_dom(out / f"{roi}_light_curves.html", tmp_path / "profile")
     assert 'class="legendtext"' in dom
     for q in pipeline.truth.quasar_images:
         assert f">{q.label}<" in dom, q.label

@@ -23,12 +23,32 @@ def find_browser():
     return None
 
 
-def test_html_renders_legend_offline(tmp_path):
+def rendered_dom(page, profile) -> str:
+    """The DOM of ``page`` after its scripts ran in headless Chromium with no network."""
     browser = find_browser()
     assert browser is not None, (
         f"no headless browser found on PATH (looked for {', '.join(BROWSERS)}); "
         "install one with `apt-get install -y --no-install-recommends chromium` (scripts/test.sh does)"
     )
+    command = [
+        browser,
+        "--headless=new",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: any network request would fail
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_html_renders_legend_offline(tmp_path):
     epochs = [
         EpochPhotometry(
             frame_id=i,
@@ -44,22 +64,7 @@ def test_html_renders_legend_offline(tmp_path):
     page = write_html(
         per_epoch_rows(epochs, SOURCES), per_night_rows(epochs, SOURCES), SOURCES, tmp_path / "lc.html", "t"
     )
-    command = [
-        browser,
-        "--headless=new",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: any network request would fail
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        page.resolve().as_uri(),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    dom = result.stdout
-    assert 'class="main-svg"' in dom, f"plotly did not draw (stderr: {result.stderr[-2000:]})"
+    dom = rendered_dom(page, tmp_path / "profile")
+    assert 'class="main-svg"' in dom, "plotly did not draw"
     legend = re.findall(r'<text\b[^>]*class="legendtext"[^>]*>(.*?)</text>', dom, flags=re.S)
     assert sorted(html.unescape(text) for text in legend) == sorted(SOURCES), legend
