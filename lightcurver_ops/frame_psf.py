@@ -17,14 +17,18 @@ from matplotlib.figure import Figure
 from lightcurver_ops.config import LightcurverConfig
 from lightcurver_ops.cutouts import Stamp
 from lightcurver_ops.files import atomic_path
-from lightcurver_ops.psf import PsfFit, PsfStars, prepare_psf_stars
+from lightcurver_ops.psf import PsfFit, PsfStars, distorted_psf, prepare_psf_stars, rescaled_position
 from lightcurver_ops.star_choice import choose_stars, star_set_label
 
 
 def psf_stars_of_frame(
-    config: LightcurverConfig, stars: Sequence[Mapping[str, Any]], stamps: Mapping[str, Stamp]
+    config: LightcurverConfig,
+    stars: Sequence[Mapping[str, Any]],
+    stamps: Mapping[str, Stamp],
+    frame_shape: Sequence[int],
 ) -> tuple[PsfStars, list[str]]:
-    """The prepared PSF stars of one frame and their names.
+    """The prepared PSF stars of one frame (with their rescaled positions in the frame of shape
+    ``(ny, nx)``, for a field distortion) and their names.
 
     Raises
     ------
@@ -34,7 +38,9 @@ def psf_stars_of_frame(
     chosen = choose_stars(stars, set(stamps), config.stars_to_use_psf, config.stars_to_exclude_psf)
     if not chosen:
         raise ValueError("none of the stars chosen for the PSF has a stamp in this frame")
-    prepared = prepare_psf_stars({star["gaia_id"]: stamps[star["gaia_id"]] for star in chosen})
+    prepared = prepare_psf_stars(
+        {star["gaia_id"]: stamps[star["gaia_id"]] for star in chosen}, frame_shape=frame_shape
+    )
     names = {star["gaia_id"]: star["name"] for star in chosen}
     return prepared, [names[gaia_id] for gaia_id in prepared.star_ids]
 
@@ -55,6 +61,7 @@ def write_psf(path: Path, fit: PsfFit, names: Sequence[str], subsampling: int) -
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
         f.create_dataset("narrow_psf", data=fit.narrow_psf)
         f.create_dataset("full_psf", data=fit.full_psf)
+        f.create_dataset("distortion", data=fit.distortion)
         f.create_dataset("star_ids", data=np.array(fit.star_ids, dtype=object), dtype=h5py.string_dtype())
         f.create_dataset("star_names", data=np.array(list(names), dtype=object), dtype=h5py.string_dtype())
         f.attrs.update(
@@ -106,6 +113,8 @@ class StoredPsf:
     converged : bool
     moffat_fwhm_pixels, moffat_beta : float
         The fitted Moffat's mean FWHM (data pixels) and index.
+    distortion : ndarray, shape (3, 2)
+        Field-distortion coefficients (zeros without ``field_distortion``).
     """
 
     full_psf: np.ndarray
@@ -114,6 +123,15 @@ class StoredPsf:
     converged: bool
     moffat_fwhm_pixels: float
     moffat_beta: float
+    distortion: np.ndarray
+
+    def at(self, position: Sequence[float], frame_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(narrow, full)`` PSF at frame pixel ``position`` ``(x, y)`` (distorted if fitted so)."""
+        if not np.any(self.distortion):
+            return self.narrow_psf, self.full_psf
+        return distorted_psf(
+            self.narrow_psf, self.distortion, rescaled_position(position, frame_shape), self.subsampling
+        )
 
 
 def read_psf(path: Path) -> StoredPsf:
@@ -134,4 +152,5 @@ def read_psf(path: Path) -> StoredPsf:
             converged=bool(f.attrs["converged"]),
             moffat_fwhm_pixels=float(f.attrs["moffat_fwhm_pixels"]),
             moffat_beta=float(f.attrs["moffat_beta"]),
+            distortion=f["distortion"][()] if "distortion" in f else np.zeros((3, 2)),
         )

@@ -82,8 +82,9 @@ class PhotometryStars:
     origins : ndarray, shape (N, 2)
         Frame pixel ``(x0, y0)`` of each stamp's ``[0, 0]`` pixel.
     star_ids : tuple of str
-    full_psf : ndarray, shape (s*ss, s*ss)
-        The frame's full PSF (sum 1) on the sub-sampled grid.
+    full_psf : ndarray, shape (N, s*ss, s*ss)
+        Each star's full PSF (sum 1) on the sub-sampled grid: the frame's, distorted at the star's
+        position when the PSF model has a field distortion.
     subsampling : int
     skipped : dict of str to str
         Stars not measured in this frame and why.
@@ -101,7 +102,10 @@ class PhotometryStars:
 
 
 def prepare_photometry_stars(
-    stamps: Mapping[str, Stamp], full_psf: np.ndarray, subsampling: int, max_masked_fraction: float = 0.4
+    stamps: Mapping[str, Stamp],
+    full_psf: np.ndarray | Mapping[str, np.ndarray],
+    subsampling: int,
+    max_masked_fraction: float = 0.4,
 ) -> PhotometryStars:
     """Sanitise and mask a frame's star stamps (as for the PSF) and pair them with the frame's PSF.
 
@@ -112,8 +116,8 @@ def prepare_photometry_stars(
     ----------
     stamps : mapping of str to Stamp
         The stars to measure, by Gaia id; one stamp size ``s``.
-    full_psf : ndarray, shape (s*ss, s*ss)
-        The frame's full PSF, sum 1.
+    full_psf : ndarray, shape (s*ss, s*ss), or mapping of str to such arrays
+        The frame's full PSF (sum 1), or each star's.
     subsampling : int
         Sub-pixels per data pixel of ``full_psf``.
     max_masked_fraction : float
@@ -124,14 +128,18 @@ def prepare_photometry_stars(
     ValueError
         If the PSF grid does not match the stamps, or no star can be measured.
     """
-    psf = np.asarray(full_psf, dtype=np.float64)
+    psfs = {
+        star: np.asarray(full_psf[star] if isinstance(full_psf, Mapping) else full_psf, float)
+        for star in stamps
+    }
     sizes = {stamp.size for stamp in stamps.values()}
     if len(sizes) != 1:
         raise ValueError(f"photometry stars must share one stamp size, got {sorted(sizes)}")
     size = sizes.pop()
-    if psf.shape != (size * subsampling, size * subsampling):
+    shapes = {psf.shape for psf in psfs.values()}
+    if shapes != {(size * subsampling, size * subsampling)}:
         raise ValueError(
-            f"PSF grid {psf.shape} does not match stamps of {size} px at subsampling {subsampling}"
+            f"PSF grid {sorted(shapes)} does not match stamps of {size} px at subsampling {subsampling}"
         )
     skipped: dict[str, str] = {}
     try:
@@ -167,7 +175,7 @@ def prepare_photometry_stars(
         positions=np.asarray(positions, dtype=np.float64),
         origins=np.asarray([stamps[i].origin for i in ids], dtype=np.float64),
         star_ids=ids,
-        full_psf=psf,
+        full_psf=np.array([psfs[star] for star in ids]),
         subsampling=int(subsampling),
         skipped=skipped,
     )
@@ -248,28 +256,29 @@ def measure_fluxes(frames: Sequence[PhotometryStars], fit_background: bool = Fal
         raise ValueError(f"all frames must share one stamp size and sub-sampling, got {sorted(shapes)}")
     _, ss = shapes.pop()
     data, weight, psf, shift, scale = [], [], [], [], []
+    centres = []
     for frame in frames:
-        centre = np.asarray(psf_centroid(frame.full_psf, ss))
         good = ~frame.mask
         for index in range(len(frame.star_ids)):
+            centre = np.asarray(psf_centroid(frame.full_psf[index], ss))
             norm = float(np.abs(frame.data[index][good[index]]).sum()) or 1.0
             data.append(frame.data[index] / norm)
             weight.append(np.where(good[index], (norm / frame.noise[index]) ** 2, 0.0))
-            psf.append(frame.full_psf)
+            psf.append(frame.full_psf[index])
             shift.append(frame.positions[index] - centre)
             scale.append(norm)
+            centres.append(centre)
     outputs = _run_chunks(ss, fit_background, [np.asarray(a) for a in (data, weight, psf, shift)])
     theta, sigma, chi2, change = outputs
     n_par = 4 if fit_background else 3
     results: list[list[StarFlux]] = []
     row = 0
     for frame in frames:
-        centre = np.asarray(psf_centroid(frame.full_psf, ss))
         stars = []
         for index, star_id in enumerate(frame.star_ids):
             norm = scale[row]
             n_good = int((~frame.mask[index]).sum())
-            position = frame.origins[index] + centre + theta[row, 2:]
+            position = frame.origins[index] + centres[row] + theta[row, 2:]
             stars.append(
                 StarFlux(
                     star_id=star_id,

@@ -18,6 +18,10 @@ is the driver, so that a run over many frames is one compiled program:
   fixed) both run optax's L-BFGS in a ``lax.while_loop`` that stops when the relative loss change
   stays below a tolerance for several iterations, instead of lightcurver's 100 scipy L-BFGS-B steps
   and 3000 fixed adabelief steps;
+- with ``field_distortion``, a third stage frees STARRED's distortion coefficients (dilation and
+  shear linear in the stars' rescaled frame positions) with the stars and the grid, as STARRED's
+  ``build_psf`` does; the stored PSFs are undistorted and :func:`distorted_psf` evaluates them at a
+  position;
 - the noise weights of the regularisation are drawn inside the compiled function (same algorithm as
   ``propagate_noise``: 100 noise realisations of the median noise map, blurred by the Gaussian
   kernel, starlet-transformed; their standard deviation per scale and pixel).
@@ -45,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
-from starred.psf.psf import PSF
+from starred.psf.psf import PSF, apply_distortion
 from starred.utils.jax_utils import decompose
 
 from lightcurver_ops._sep import sep_extract
@@ -80,12 +84,16 @@ class PsfStars:
         True = bad pixel (the stamp's mask, NaN pixels, and the segments of neighbouring sources).
     star_ids : tuple of str
         Identifier of each star, in the order of the arrays.
+    positions : ndarray, shape (N, 2), optional
+        ``(x, y)`` of each star in its frame rescaled to about [-0.5, 0.5] (lightcurver's
+        ``(xy - (dims - 1) / 2) / dims``), where a field distortion is evaluated.
     """
 
     data: np.ndarray
     noise: np.ndarray
     mask: np.ndarray
     star_ids: tuple[str, ...]
+    positions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = np.shape(self.data)
@@ -133,7 +141,16 @@ def neighbour_mask(data: np.ndarray, noise: np.ndarray, bad: np.ndarray, x: floa
     return (segmentation > 0) & (segmentation != central)
 
 
-def prepare_psf_stars(stamps: Mapping[str, Stamp], max_masked_fraction: float = 0.4) -> PsfStars:
+def rescaled_position(position: Sequence[float], frame_shape: Sequence[int]) -> np.ndarray:
+    """``(x, y)`` frame pixels rescaled to about [-0.5, 0.5]: ``(xy - (dims - 1) / 2) / dims`` with
+    ``dims = (nx, ny)`` (lightcurver's coordinates of the field distortion polynomial)."""
+    dims = np.array([frame_shape[1], frame_shape[0]], dtype=float)
+    return (np.asarray(position, dtype=float) - (dims - 1) / 2) / dims
+
+
+def prepare_psf_stars(
+    stamps: Mapping[str, Stamp], max_masked_fraction: float = 0.4, frame_shape: Sequence[int] | None = None
+) -> PsfStars:
     """Sanitise and mask the reference-star stamps of one frame; drop the stars masked too much.
 
     NaN pixels are masked and set to data 0 and a large noise; the segments of neighbouring sources
@@ -147,6 +164,8 @@ def prepare_psf_stars(stamps: Mapping[str, Stamp], max_masked_fraction: float = 
         stamps of the same size.
     max_masked_fraction : float
         Largest fraction of masked pixels a star may have (lightcurver: 0.4).
+    frame_shape : sequence of int, optional
+        ``(ny, nx)`` of the frame: gives the stars' rescaled positions (for a field distortion).
 
     Returns
     -------
@@ -180,7 +199,10 @@ def prepare_psf_stars(stamps: Mapping[str, Stamp], max_masked_fraction: float = 
         masks.append(bad)
     if not kept_ids:
         raise ValueError("no PSF star left after masking")
-    return PsfStars(np.stack(datas), np.stack(noises), np.stack(masks), tuple(kept_ids))
+    positions = None
+    if frame_shape is not None:
+        positions = np.array([rescaled_position(stamps[star].position, frame_shape) for star in kept_ids])
+    return PsfStars(np.stack(datas), np.stack(noises), np.stack(masks), tuple(kept_ids), positions)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,9 +242,13 @@ class PsfFit:
     loss_history : ndarray, shape (n_iterations,)
         Loss of the pixel-grid stage at each iteration (data in units of the frame's normalisation).
     n_iterations : tuple of int
-        Iterations of the Moffat stage and of the pixel-grid stage.
+        Iterations of the Moffat stage and of the pixel-grid (and distortion) stages.
     converged : bool
-        Whether the pixel-grid stage stopped on its tolerance before its iteration limit.
+        Whether the pixel-grid (and distortion) stages stopped on their tolerance before their limit.
+    distortion : ndarray, shape (3, 2)
+        Field-distortion coefficients (STARRED's ``dilation_x``, ``dilation_y``, ``shear``: linear in
+        the rescaled frame position); zeros without ``field_distortion``. The stored PSFs are the
+        undistorted ones; :func:`distorted_psf` gives them at a position.
     relative_loss_differential : float
         lightcurver's convergence measure: the range (max - min) of the last 10 % of
         ``loss_history`` over the range of the first 90 %.
@@ -243,6 +269,7 @@ class PsfFit:
     loss_history: np.ndarray
     n_iterations: tuple[int, int]
     converged: bool
+    distortion: np.ndarray
     relative_loss_differential: float
     star_ids: tuple[str, ...]
 
@@ -321,6 +348,7 @@ class _Shapes:
     subsampling: int
     n_iter_analytic: int
     n_iter_pixels: int
+    distortion: bool = False
 
 
 def _model(shapes: _Shapes) -> PSF:
@@ -328,19 +356,30 @@ def _model(shapes: _Shapes) -> PSF:
         image_size=shapes.stamp,
         number_of_sources=shapes.stars,
         upsampling_factor=shapes.subsampling,
+        field_distortion=shapes.distortion,
         convolution_method="fft",
         include_moffat=True,
         elliptical_moffat=True,
     )
 
 
-def _kwargs(moffat: dict, stars: dict, background: jnp.ndarray, n_stars: int) -> dict:
-    """STARRED's keyword-argument tree from the fitted quantities (``C = 1``, no sky, no distortion)."""
+_DISTORTION_KEYS = ("dilation_x", "dilation_y", "shear")
+
+
+def _distortion_kwargs(coefficients: jnp.ndarray) -> dict:
+    """STARRED's distortion keywords from a (3, 2) array of coefficients."""
+    return {key: coefficients[i] for i, key in enumerate(_DISTORTION_KEYS)}
+
+
+def _kwargs(
+    moffat: dict, stars: dict, background: jnp.ndarray, n_stars: int, distortion: jnp.ndarray
+) -> dict:
+    """STARRED's keyword-argument tree from the fitted quantities (``C = 1``, no sky)."""
     return {
         "kwargs_moffat": moffat | {"C": jnp.ones(())},
         "kwargs_gaussian": stars,
         "kwargs_background": {"background": background, "mean": jnp.zeros(n_stars)},
-        "kwargs_distortion": {},
+        "kwargs_distortion": _distortion_kwargs(distortion),
     }
 
 
@@ -377,7 +416,16 @@ def _noise_weights(model: PSF, noise_map: jnp.ndarray, key: jax.Array, n_scales:
 
 
 def _fit_one(
-    shapes: _Shapes, data, weight, noise_map, a_init, fwhm_guess, n_stars, regularization, tolerance
+    shapes: _Shapes,
+    data,
+    weight,
+    noise_map,
+    a_init,
+    fwhm_guess,
+    positions,
+    n_stars,
+    regularization,
+    tolerance,
 ):
     """Fit one (padded) frame; ``weight`` is good/sigma^2 (0 on bad pixels and dummy stars)."""
     model = _model(shapes)
@@ -385,10 +433,11 @@ def _fit_one(
     n_scales = int(np.log2(n_pix))
     zeros = jnp.zeros(shapes.stars)
     grid0 = jnp.zeros(n_pix * n_pix)
+    no_distortion = jnp.zeros((3, 2))
 
-    def chi2(moffat, stars, background):
-        kwargs = _kwargs(moffat, stars, background, shapes.stars)
-        residual = data - model.model(**kwargs)
+    def chi2(moffat, stars, background, distortion=no_distortion):
+        kwargs = _kwargs(moffat, stars, background, shapes.stars, distortion)
+        residual = data - model.model(**kwargs, positions=positions)
         return 0.5 * jnp.sum(weight * residual**2)
 
     def loss_analytic(p):
@@ -409,21 +458,28 @@ def _fit_one(
 
     weights = _noise_weights(model, noise_map, jax.random.PRNGKey(1), n_scales)[:-1]
 
-    def loss_pixels(p):
+    def regularised(p):
         h = p["background"].reshape(n_pix, n_pix)
         starlet = decompose(h, n_scales)[:-1]
         high = jnp.sum(weights[0] * jnp.abs(starlet[0]))
         other = jnp.sum(weights[1:] * jnp.abs(starlet[1:]))
         regul = (regularization[1] * high + regularization[0] * other) / shapes.subsampling**2 * n_stars
-        return chi2(moffat, p["stars"], p["background"]) + regul
+        return chi2(moffat, p["stars"], p["background"], p.get("distortion", no_distortion)) + regul
 
     p2, history, n2 = minimise_lbfgs(
-        loss_pixels, {"stars": p1["stars"], "background": grid0}, shapes.n_iter_pixels, tolerance
+        regularised, {"stars": p1["stars"], "background": grid0}, shapes.n_iter_pixels, tolerance
     )
-    kwargs = _kwargs(moffat, p2["stars"], p2["background"], shapes.stars)
+    n3 = jnp.zeros((), jnp.int32)
+    if shapes.distortion:
+        # STARRED's third stage: the distortion coefficients freed with the stars and the grid
+        p2, _, n3 = minimise_lbfgs(
+            regularised, p2 | {"distortion": no_distortion}, shapes.n_iter_pixels, tolerance
+        )
+    distortion = p2.get("distortion", no_distortion)
+    kwargs = _kwargs(moffat, p2["stars"], p2["background"], shapes.stars, distortion)
     narrow = model.get_narrow_psf(**kwargs, norm=False)
     return {
-        "model": model.model(**kwargs),
+        "model": model.model(**kwargs, positions=positions),
         "narrow": narrow / narrow.sum(),
         "full": model.get_full_psf(**kwargs, norm=True),
         "fwhm": jnp.stack([moffat["fwhm_x"], moffat["fwhm_y"]]),
@@ -431,14 +487,15 @@ def _fit_one(
         "flux": p2["stars"]["a"] * narrow.sum(),
         "offsets": jnp.stack([p2["stars"]["x0"], p2["stars"]["y0"]], axis=-1),
         "history": history,
-        "n_iterations": jnp.stack([n1, n2]),
+        "n_iterations": jnp.stack([n1, n2, n3]),
+        "distortion": distortion,
     }
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled(shapes: _Shapes):
     """The fit of a batch of frames (vmap over the leading axis), compiled once per shape set."""
-    return jax.jit(jax.vmap(functools.partial(_fit_one, shapes), in_axes=(0, 0, 0, 0, 0, 0, None, None)))
+    return jax.jit(jax.vmap(functools.partial(_fit_one, shapes), in_axes=(0, 0, 0, 0, 0, 0, 0, None, None)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -455,6 +512,7 @@ def fit_psfs(
     regularization: tuple[float, float] = (1.0, 1.0),
     tolerance: float = 1e-6,
     max_stars: int | None = None,
+    field_distortion: bool = False,
 ) -> list[PsfFit]:
     """Fit STARRED PSF models to the stars of many frames in one compiled, vectorised run.
 
@@ -480,6 +538,9 @@ def fit_psfs(
     max_stars : int, optional
         Pad every frame to this many stars (at least the largest frame's number) so that runs with
         different star counts share one compiled program; default the largest frame's number.
+    field_distortion : bool
+        Also fit STARRED's field distortion (dilation and shear linear in the stars' rescaled frame
+        positions, which every frame must then carry), in a third stage as STARRED does.
 
     Returns
     -------
@@ -505,15 +566,28 @@ def fit_psfs(
         if max_stars < n_max:
             raise ValueError(f"max_stars={max_stars} is below the largest frame's {n_max} stars")
         n_max = max_stars
-    shapes = _Shapes(sizes.pop(), n_max, subsampling, n_iter_analytic, n_iter_pixels)
+    if field_distortion and any(f.positions is None for f in frames):
+        raise ValueError("field_distortion needs the stars' frame positions (prepare_psf_stars frame_shape)")
+    shapes = _Shapes(sizes.pop(), n_max, subsampling, n_iter_analytic, n_iter_pixels, field_distortion)
     batch = [_padded(f, n_max) for f in frames]
     arrays = [np.stack([b[k] for b in batch]).astype(np.float32) for k in range(4)]
     fwhm = np.asarray(fwhm_guess_pixels, dtype=np.float32)
+    positions = np.zeros((len(frames), n_max, 2), dtype=np.float32)
+    for i, f in enumerate(frames):
+        if f.positions is not None:
+            positions[i, : len(f.positions)] = f.positions
     n_stars = np.array([f.data.shape[0] for f in frames], dtype=np.float32)
     # the star count enters the regularisation; it is a per-frame argument, vmapped with the data
     fit = _compiled(shapes)
     out = jax.device_get(
-        fit(*arrays, fwhm, n_stars, jnp.asarray(regularization, jnp.float32), jnp.float32(tolerance))
+        fit(
+            *arrays,
+            fwhm,
+            positions,
+            n_stars,
+            jnp.asarray(regularization, jnp.float32),
+            jnp.float32(tolerance),
+        )
     )
     return [
         _result(f, {k: v[i] for k, v in out.items()}, batch[i][4], subsampling) for i, f in enumerate(frames)
@@ -546,7 +620,8 @@ def _result(stars: PsfStars, out: dict[str, np.ndarray], norm: float, subsamplin
     residuals = np.where(good, (stars.data - model) / stars.noise, np.nan)
     chi2 = np.nansum(residuals**2, axis=(1, 2))
     n_good = good.sum(axis=(1, 2))
-    n1, n2 = (int(v) for v in out["n_iterations"])
+    n1, n2, n3 = (int(v) for v in out["n_iterations"])
+    limit = len(out["history"])
     history = np.asarray(out["history"][:n2], dtype=np.float64)
     full = np.asarray(out["full"], dtype=np.float64)
     return PsfFit(
@@ -561,8 +636,43 @@ def _result(stars: PsfStars, out: dict[str, np.ndarray], norm: float, subsamplin
         amplitudes=np.asarray(out["flux"][:n], dtype=np.float64) * norm,
         offsets=np.asarray(out["offsets"][:n], dtype=np.float64),
         loss_history=history,
-        n_iterations=(n1, n2),
-        converged=bool(n2 < len(out["history"])),
+        n_iterations=(n1, n2 + n3),
+        converged=n2 < limit and n3 < limit,
+        distortion=np.asarray(out["distortion"], dtype=np.float64),
         relative_loss_differential=relative_loss_differential(history) if n2 >= 2 else 0.0,
         star_ids=stars.star_ids,
     )
+
+
+def distorted_psf(
+    narrow_psf: np.ndarray, distortion: np.ndarray, position: Sequence[float], subsampling: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A frame's PSF at a position of the field: STARRED's distortion applied to the narrow PSF.
+
+    Parameters
+    ----------
+    narrow_psf : ndarray, shape (s*ss, s*ss)
+        The undistorted narrow PSF (sum 1).
+    distortion : ndarray, shape (3, 2)
+        ``dilation_x``, ``dilation_y`` and ``shear`` coefficients (:attr:`PsfFit.distortion`).
+    position : sequence of float
+        The rescaled frame position (:func:`rescaled_position`).
+    subsampling : int
+
+    Returns
+    -------
+    narrow, full : ndarray, shape (s*ss, s*ss)
+        The distorted narrow PSF and the full PSF (narrow convolved with STARRED's Gaussian of FWHM
+        2 sub-pixels), each of sum 1.
+    """
+    size = narrow_psf.shape[0] // subsampling
+    model = PSF(image_size=size, number_of_sources=1, upsampling_factor=subsampling, convolution_method="fft")
+    narrow = apply_distortion(
+        jnp.asarray(narrow_psf, jnp.float32),
+        _distortion_kwargs(jnp.asarray(distortion, jnp.float32)),
+        jnp.asarray(position, jnp.float32),
+    )
+    kernel = model.shifted_gaussians(0, jnp.zeros(1), jnp.zeros(1))
+    full = model._convolve(narrow, kernel / kernel.sum())
+    narrow, full = np.asarray(narrow, np.float64), np.asarray(full, np.float64)
+    return narrow / narrow.sum(), full / full.sum()

@@ -69,15 +69,16 @@ class RoiSelection:
         )
 
     def read(self, work_directory: WorkDirectory, frame: dict[str, Any]) -> RoiFrame:
-        """The frame's ROI cutout, PSF, coefficient and zero point."""
+        """The frame's ROI cutout, PSF (at the ROI when it has a field distortion), coefficient and
+        zero point."""
         key = frame["partition_key"]
-        stamps, _, _ = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
+        stamps, _, frame_shape = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
         psf = read_psf(work_directory.path(paths.psf_relpath(key)))
         coefficient = self.coefficients[frame["id"]]
         return RoiFrame(
             frame=frame,
             stamp=stamps[ROI_STAMP],
-            narrow_psf=psf.narrow_psf,
+            narrow_psf=psf.at(stamps[ROI_STAMP].position, frame_shape)[0],
             subsampling=psf.subsampling,
             coefficient=coefficient["coefficient"],
             coefficient_uncertainty=coefficient["coefficient_uncertainty"],

@@ -4,13 +4,14 @@ from pathlib import Path
 
 import dagster as dg
 import h5py
+import numpy as np
 import pytest
 import yaml
 from sqlalchemy import func, select
 
 from lightcurver_dagster.defs.per_frame.psf_model import PSF_CHECK
 from lightcurver_ops import paths
-from lightcurver_ops.db.schema import psfs
+from lightcurver_ops.db.schema import psfs, star_flux_in_frame
 from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
 from tests.dagster.pipeline import Pipeline
 
@@ -53,3 +54,23 @@ def test_psf_models_of_a_batch_match_truth_and_are_replaced_on_rerun(pipeline: P
     with pipeline.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(psfs)).scalar_one() == len(rows)
     assert pipeline.instance.get_materialized_partitions(dg.AssetKey("psf_model")) == set(rows)
+
+
+def test_field_distortion_is_fitted_stored_and_used(pipeline: Pipeline):
+    pipeline.ingest()
+    for name in ("footprints", "reference_stars", "cutouts"):
+        assert pipeline.materialize(name).success
+    config = yaml.safe_load(pipeline.config_path.read_text())
+    config |= {"field_distortion": True}
+    pipeline.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    pipeline.reload_config()
+    assert pipeline.materialize("psf_model").success
+    assert pipeline.materialize("star_fluxes").success
+    workdir = pipeline.config.workdir
+    for key in pipeline.rows():
+        with h5py.File(workdir / paths.psf_relpath(key)) as f:
+            assert f["distortion"].shape == (3, 2) and np.any(f["distortion"][()] != 0)
+    with pipeline.engine.connect() as connection:
+        stored = {row.frame_id: row.chi2 for row in connection.execute(select(psfs))}
+        assert connection.execute(select(func.count()).select_from(star_flux_in_frame)).scalar_one() > 0
+    assert all(0.8 <= chi2 <= 1.3 for chi2 in stored.values())

@@ -9,6 +9,7 @@ from benchmarks.psf_batch import simulated_psf_frames
 from lightcurver_ops.cutouts import Stamp
 from lightcurver_ops.psf import (
     PsfStars,
+    distorted_psf,
     effective_fwhm,
     fit_psfs,
     prepare_psf_stars,
@@ -130,3 +131,49 @@ def test_relative_loss_differential():
     assert relative_loss_differential(loss) == 0.0
     loss[-1] = 1.9
     assert relative_loss_differential(loss) == pytest.approx(0.1)
+
+
+def distorted_field(rng, n_stars=10, stretch=0.3):
+    """Stars whose PSF widens along x with the frame position (a dilation in the field)."""
+    stamps, frame_shape = {}, (1000, 1000)
+    coords = np.arange(STAMP)
+    for index, x_rescaled in enumerate(np.linspace(-0.45, 0.45, n_stars)):
+        sigma_x, sigma_y = 1.6 * (1 + stretch * x_rescaled), 1.6
+        cx, cy = STAMP // 2 + rng.uniform(-0.5, 0.5, 2)
+        profile = np.exp(
+            -0.5 * (((coords[None, :] - cx) / sigma_x) ** 2 + ((coords[:, None] - cy) / sigma_y) ** 2)
+        )
+        model = 4e4 * profile / profile.sum()
+        noise = np.sqrt(9.0 + model / 50.0)
+        data = model + rng.normal(0, noise)
+        x, y = 500 + x_rescaled * 1000, 500.0
+        origin = (round(x) - STAMP // 2, round(y) - STAMP // 2)
+        position = (origin[0] + cx, origin[1] + cy)
+        stamps[f"s{index}"] = Stamp(data, noise, np.zeros((STAMP, STAMP), bool), "", origin, position)
+    return prepare_psf_stars(stamps, frame_shape=frame_shape)
+
+
+def test_field_distortion_is_fitted_and_applied():
+    stars = distorted_field(np.random.default_rng(2))
+    assert stars.positions is not None and np.ptp(stars.positions[:, 0]) > 0.8
+    options = OPTIONS | {"fwhm_guess_pixels": [3.8]}
+    (flat,) = fit_psfs([stars], **options)
+    (distorted,) = fit_psfs([stars], field_distortion=True, **options)
+    assert np.all(flat.distortion == 0) and np.any(distorted.distortion != 0)
+    assert distorted.reduced_chi2 < flat.reduced_chi2
+    assert 0.8 < distorted.reduced_chi2 < 1.3
+    # the PSF evaluated at the field's edges differs in width along x as the stars do
+    left = distorted_psf(distorted.narrow_psf, distorted.distortion, stars.positions[0], 2)[1]
+    right = distorted_psf(distorted.narrow_psf, distorted.distortion, stars.positions[-1], 2)[1]
+
+    def width_x(psf):
+        grid = np.arange(psf.shape[1])
+        marginal = psf.sum(axis=0)
+        mean = (marginal * grid).sum()
+        return np.sqrt((marginal * (grid - mean) ** 2).sum())
+
+    assert width_x(right) / width_x(left) > 1.15
+    with pytest.raises(ValueError, match="positions"):
+        fit_psfs(
+            [PsfStars(stars.data, stars.noise, stars.mask, stars.star_ids)], field_distortion=True, **options
+        )

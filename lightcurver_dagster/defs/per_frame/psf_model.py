@@ -29,7 +29,7 @@ PSF_BATCH_SIZE = 8
     automation_condition=follows_own_frame(),
     pool="accelerator",
     kinds={"jax", "hdf5"},
-    code_version="2",
+    code_version="3",
     check_specs=[dg.AssetCheckSpec(PSF_CHECK, asset="psf_model")],
 )
 def psf_model(
@@ -40,7 +40,8 @@ def psf_model(
 ):
     """STARRED PSF of each frame (elliptical Moffat plus a sub-sampled, starlet-regularised pixel
     grid) fitted to the stamps of its PSF stars (``stars_to_use_psf`` / ``stars_to_exclude_psf``;
-    neighbours masked, stars masked over 40 % dropped). All frames of a run are fitted together by
+    neighbours masked, stars masked over 40 % dropped), with STARRED's field distortion (dilation and
+    shear across the frame) when ``field_distortion``. All frames of a run are fitted together by
     one compiled, vectorised JAX program (cached in the work directory across runs). Stores
     ``psfs/<frame>.h5``, a ``PSFs`` row (reduced chi2, Moffat FWHM in arcsec, convergence) and a plot;
     the check flags frames whose chi2 is outside ``psf_fit_exclude_strategy`` or whose fit did not
@@ -57,10 +58,10 @@ def psf_model(
             frame = imported_frame(connection, key)
         reason = eliminated_before(frame, PSF)
         if reason is None:
-            stamps, _, _ = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
+            stamps, _, frame_shape = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
             stamps.pop(ROI_STAMP, None)
             try:
-                batch[key] = (frame, *psf_stars_of_frame(config, stars, stamps))
+                batch[key] = (frame, *psf_stars_of_frame(config, stars, stamps, frame_shape))
             except ValueError as exc:
                 reason = f"no PSF: {exc}"
         if reason is not None:
@@ -68,8 +69,6 @@ def psf_model(
             with engine.begin() as connection:
                 replace_psf(connection, frame["id"], set_hash, None)
 
-    if config.field_distortion:
-        context.log.warning("field_distortion is not supported yet: PSFs are fitted without it")
     keys = list(batch)
     # Every frame padded to the configured number of PSF stars: one compiled program serves every
     # batch of a run and, through the persistent cache, later runs.
@@ -85,6 +84,7 @@ def psf_model(
             n_iter_pixels=config.psf_n_iter_pixels,
             fwhm_guess_pixels=[batch[key][0]["seeing_pixels"] for key in chunk],
             max_stars=max_psf_stars,
+            field_distortion=config.field_distortion,
         )
         fits |= dict(zip(chunk, fitted, strict=True))
         context.log.info(f"fitted the PSFs of {len(chunk)} frames together ({len(fits)}/{len(keys)})")

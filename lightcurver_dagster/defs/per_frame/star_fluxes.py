@@ -34,7 +34,8 @@ def star_fluxes(
     work_directory: WorkDirectory,
 ) -> dg.MaterializeResult:
     """Flux (e-/s), Fisher uncertainty and reduced chi2 of each normalisation star
-    (``stars_to_use_norm`` / ``stars_to_exclude_norm``) in the frame: the frame's PSF model with a
+    (``stars_to_use_norm`` / ``stars_to_exclude_norm``) in the frame: the frame's PSF model (at the
+    star's position when it has a field distortion) with a
     free sub-pixel position per star (and a uniform background with
     ``star_photometry_uniform_background_per_epoch``), masked pixels given no weight, neighbours
     masked. Every star of every frame of a run is fitted by one compiled, vectorised program. Frames
@@ -69,10 +70,11 @@ def star_fluxes(
             psf = read_psf(work_directory.path(paths.psf_relpath(key)))
             reason = psf_rejection(psf_chi2[frame["id"]], psf.converged, bounds)
         if reason is None:
-            stamps, _, _ = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
+            stamps, _, frame_shape = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
             stamps = {star: stamp for star, stamp in stamps.items() if star in wanted}
+            psfs = {star: psf.at(stamp.position, frame_shape)[1] for star, stamp in stamps.items()}
             try:
-                prepared[key] = prepare_photometry_stars(stamps, psf.full_psf, psf.subsampling)
+                prepared[key] = prepare_photometry_stars(stamps, psfs, psf.subsampling)
             except ValueError as exc:
                 reason = f"no star measured: {exc}"
         if reason is not None:
