@@ -132,7 +132,8 @@ def test_joint_model_and_frame_fits_recover_a_blended_pair():
     cube, fluxes, shifts = make_cube(rng, 8)
     model = fit_model(cube, rng)
     assert np.max(np.abs(model.positions - SOURCES)) < 0.05
-    assert np.max(np.abs(model.translations[1:] - model.translations[0] - shifts[1:])) < 0.05
+    # each epoch's translation rests on two sources of S/N ~100: about 0.03 px per axis
+    assert np.max(np.abs(model.translations[1:] - model.translations[0] - shifts[1:])) < 0.1
     assert np.max(np.abs(model.fluxes / fluxes - 1)) < 0.05
     fits = frame_fits(cube, model)
     pulls = np.array([(fit.fluxes - f) / fit.flux_uncertainties for fit, f in zip(fits, fluxes, strict=True)])
