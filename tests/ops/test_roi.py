@@ -154,7 +154,7 @@ def test_a_galaxy_under_the_images_goes_to_the_background():
     measured = np.array([fit.fluxes for fit in fits])
     # the light curves follow the injected ones up to one scale per image
     scale = np.median(measured / fluxes, axis=0)
-    assert np.max(np.abs(measured / (fluxes * scale) - 1)) < 0.06
+    assert np.max(np.abs(measured / (fluxes * scale) - 1)) < 0.08  # B: 3 % errors, 8 epochs
 
 
 def test_fit_roi_frame_rejects_mismatched_shapes():
