@@ -186,7 +186,7 @@ def high_resolution_header(wcs_header: str, subsampling: int, zeropoint: float) 
         for j in range(2):
             header[f"CD{i + 1}_{j + 1}"] = cd[i, j]
     if np.isfinite(zeropoint):
-        header["ZPT"] = (zeropoint, "global zero point of the normalised fluxes (mag of 1 e-/s)")
+        header["ZPT"] = (zeropoint, "global zero point of normalised fluxes, mag")
     return header
 
 
