@@ -198,6 +198,11 @@ class LightcurverConfig(BaseModel):
         default=10.0, ge=0, description="a raw file is ingested once its size and mtime are this old"
     )
     ingest_max_frames_per_run: int = Field(default=64, ge=1, description="frames per sensor-launched run")
+    roi_translations_from_wcs: bool = Field(
+        default=True,
+        description="extension: roi_fluxes keeps each frame's translation from its plate solution instead "
+        "of fitting it (a free translation is degenerate with the flux ratio of blended images)",
+    )
     panstarrs_catalog_file: Path | None = Field(
         default=None,
         description="extension: local Pan-STARRS DR1 table (objID, raMean, decMean, <b>MeanPSFMag[Err], "

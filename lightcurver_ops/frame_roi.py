@@ -120,12 +120,17 @@ class StoredRoiModel:
     background: np.ndarray
     reference_cd: np.ndarray
     reference_position: np.ndarray
+    reference_translation: np.ndarray
     cutout_size: int
 
     def start(self, cd: np.ndarray, position: np.ndarray) -> tuple[float, np.ndarray]:
-        """A frame's fixed rotation (deg) and starting translation (pixels) from its cutout's CD
-        matrix and ROI position, relative to the reference cutout."""
-        return epoch_transform(cd, position, self.reference_cd, self.reference_position, self.cutout_size)
+        """A frame's fixed rotation (deg) and translation (pixels) from its cutout's CD matrix and ROI
+        position relative to the reference cutout, plus the model's own translation of the
+        reference (the model's positions and background are in that translated frame)."""
+        angle, translation = epoch_transform(
+            cd, position, self.reference_cd, self.reference_position, self.cutout_size
+        )
+        return angle, translation + self.reference_translation
 
 
 def write_roi_model(path: Path, model: RoiModel, cube: RoiCube) -> None:
@@ -168,6 +173,7 @@ def read_roi_model(path: Path) -> StoredRoiModel:
             background=f["background"][()],
             reference_cd=f["reference_cd"][()],
             reference_position=f["reference_position"][()],
+            reference_translation=f["translations"][0],
             cutout_size=int(f.attrs["cutout_size"]),
         )
 

@@ -79,6 +79,7 @@ def fit_roi_frame(
     offsets: np.ndarray,
     rotation: float,
     translation: np.ndarray,
+    fit_translation: bool = True,
 ) -> RoiFrameFit:
     """Fit the point-source fluxes of one frame.
 
@@ -98,6 +99,10 @@ def fit_roi_frame(
         The frame's rotation relative to the reference cutout, deg (fixed).
     translation : ndarray, shape (2,)
         Starting ``(dx, dy)`` (from the WCS), pixels.
+    fit_translation : bool
+        Fit the translation (default), or keep it: a plate solution from many stars registers the
+        frame better than the ROI's own sources, and a free translation is degenerate with the flux
+        ratio of blended images.
 
     Raises
     ------
@@ -120,7 +125,7 @@ def fit_roi_frame(
     norm = float(np.nanmax(np.where(good, data, np.nan))) or 1.0
     weight = np.where(good, (norm / np.where(good, noise, 1.0)) ** 2, 0.0)
     scaled = np.where(good, data, 0.0) / norm
-    theta, covariance, chi2 = _fit(size, n, ss, up)(
+    theta, covariance, chi2 = _fit(size, n, ss, up, fit_translation)(
         jnp.asarray(scaled, jnp.float32),
         jnp.asarray(weight, jnp.float32),
         jnp.asarray(psf, jnp.float32),
@@ -143,7 +148,7 @@ def fit_roi_frame(
         covariance=covariance[:n, :n] * norm**2,
         translation=theta[n : n + 2],
         sky=float(theta[n + 2] * norm),
-        reduced_chi2=float(chi2) / max(int(good.sum()) - (n + 3), 1),
+        reduced_chi2=float(chi2) / max(int(good.sum()) - (n + 3 if fit_translation else n + 1), 1),
         residuals=residuals,
     )
 
@@ -188,7 +193,7 @@ def _epoch_parameters(kwargs: dict, n: int) -> jnp.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _fit(size: int, n: int, ss: int, up: int):
+def _fit(size: int, n: int, ss: int, up: int, fit_translation: bool):
     model = _model_of(size, n, ss, up)
 
     def fit(data, weight, psf, background, offsets, rotation, translation):
@@ -204,7 +209,8 @@ def _fit(size: int, n: int, ss: int, up: int):
         matrix = columns.T @ (w[:, None] * columns)
         linear = jnp.linalg.solve(matrix, columns.T @ (w * (data.reshape(-1) - base)))
         theta0 = jnp.concatenate([linear[:n], translation, linear[n:]])
-        theta, covariance, chi2, _ = levenberg_marquardt(predicted, theta0, data, weight, _ITERATIONS)
+        free = jnp.ones(n + 3).at[n : n + 2].set(1.0 if fit_translation else 0.0)
+        theta, covariance, chi2, _ = levenberg_marquardt(predicted, theta0, data, weight, _ITERATIONS, free)
         return theta, covariance, chi2
 
     return jax.jit(fit)

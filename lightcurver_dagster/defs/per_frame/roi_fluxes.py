@@ -36,7 +36,8 @@ def roi_fluxes(
     work_directory: WorkDirectory,
 ) -> dg.MaterializeResult:
     """Fluxes (normalised e-/s) of each point source in the frame: the ROI model's background and
-    positions fixed, the frame's translation and sky free, its PSF and rotation; uncertainties from
+    positions fixed, the frame's sky free, its translation from its plate solution
+    (``roi_translations_from_wcs``, default) or free, its PSF and rotation; uncertainties from
     the full Fisher matrix (blended images keep their covariance, stored with the fit) combined
     with the coefficient's error. A new frame costs this one small fit; a new ROI model re-runs
     every frame. Frames outside the ROI selection are skipped with the reason."""
@@ -74,6 +75,7 @@ def roi_fluxes(
             model.offsets,
             rotation,
             translation,
+            fit_translation=not config.roi_translations_from_wcs,
         )
         relative = inputs.coefficient_uncertainty / inputs.coefficient
         rows = [
