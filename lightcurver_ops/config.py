@@ -200,8 +200,9 @@ class LightcurverConfig(BaseModel):
     ingest_max_frames_per_run: int = Field(default=64, ge=1, description="frames per sensor-launched run")
     roi_translations_from_wcs: bool = Field(
         default=True,
-        description="extension: roi_fluxes keeps each frame's translation from its plate solution instead "
-        "of fitting it (a free translation is degenerate with the flux ratio of blended images)",
+        description="extension: roi_model and roi_fluxes keep each frame's translation from its plate "
+        "solution instead of fitting it (a free translation is degenerate with the flux ratio of blended "
+        "images and with the astrometry)",
     )
     panstarrs_catalog_file: Path | None = Field(
         default=None,

@@ -131,6 +131,7 @@ def fit_roi_model(
     fix_astrometry: bool | float = False,
     starting_background: np.ndarray | None = None,
     further_optimize_background: bool = True,
+    fit_translations: bool = True,
 ) -> RoiModel:
     """Fit STARRED's joint model to the ROI cube.
 
@@ -152,6 +153,8 @@ def fit_roi_model(
         ``further_optimize_background``.
     further_optimize_background : bool
         Fit the background in stage 2.
+    fit_translations : bool
+        Fit each epoch's translation (lightcurver), or keep the one of the plate solutions.
 
     Raises
     ------
@@ -189,6 +192,9 @@ def fit_roi_model(
     kwargs_up["kwargs_analytic"]["dy"] = list(translations[:, 1] + size / 2)
     kwargs_down["kwargs_analytic"]["dx"] = list(translations[:, 0] - size / 2)
     kwargs_down["kwargs_analytic"]["dy"] = list(translations[:, 1] - size / 2)
+
+    if not fit_translations:
+        kwargs_fixed["kwargs_analytic"] |= {"dx": translations[:, 0].copy(), "dy": translations[:, 1].copy()}
 
     # stage 1: translations and amplitudes
     fixed = deepcopy(kwargs_fixed)

@@ -140,7 +140,8 @@ def test_astrometry_of_the_images(pipeline: Pipeline):
     for q in pipeline.truth.quasar_images:
         ra, dec = positions[q.label]
         separation = math.hypot((ra - q.ra) * math.cos(math.radians(q.dec)), dec - q.dec) * 3600
-        # measured: A 0.10 px (the pair's brighter image), B 0.015, C 0.066, D 0.078
+        # measured: A 0.077 px, B 0.037, C 0.043, D 0.114 (the target of 0.05 px is not met yet)
+        print(f"{q.label}: astrometry {separation / scale:.3f} px")
         assert separation / scale < 0.15, (q.label, separation / scale)
 
 

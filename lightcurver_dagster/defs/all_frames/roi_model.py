@@ -82,6 +82,7 @@ def roi_model(
             fix_astrometry=config.fix_point_source_astrometry,
             starting_background=starting_background(config),
             further_optimize_background=config.further_optimize_background,
+            fit_translations=not config.roi_translations_from_wcs,
         )
     except ValueError as exc:
         raise dg.Failure(f"roi_model: {exc}") from exc
