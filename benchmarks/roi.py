@@ -79,6 +79,7 @@ def main() -> None:
             all_iters=config.roi_deconv_all_iters,
             regularization=config.roi_model_regularization.model_dump(),
             fix_astrometry=config.fix_point_source_astrometry,
+            fit_translations=not config.roi_translations_from_wcs,
         )
         for n in (12, len(cube.frame_ids)):
             start = time.perf_counter()
@@ -99,6 +100,7 @@ def main() -> None:
                     offsets,
                     model.rotations[epoch],
                     model.translations[epoch],
+                    fit_translation=not config.roi_translations_from_wcs,
                 )
             )
             seconds.append(time.perf_counter() - start)
