@@ -204,14 +204,11 @@ def fit_roi_model(
         "mean": kwargs_init["kwargs_background"]["mean"],
     }
     parameters = ParametersDeconv(kwargs_init, fixed, kwargs_up=kwargs_up, kwargs_down=kwargs_down)
-    loss = Loss(
+    loss = _unregularised_loss(
         data,
         model,
         parameters,
         sigma_2,
-        regularization_terms="l1_starlet",
-        regularization_strength_scales=0.0,
-        regularization_strength_hf=0.0,
         regularization_strength_flux_uniformity=regularization["regularization_scatter_fluxes_pre_optim"],
     )
     n1 = 0
@@ -278,7 +275,18 @@ def fit_roi_model(
     parameters = ParametersDeconv(
         deepcopy(kwargs_stage2), fixed, kwargs_up=kwargs_up, kwargs_down=kwargs_down
     )
-    loss = Loss(
+    loss = _unregularised_loss(data, model, parameters, sigma_2, prior=prior)
+    best, _, n3 = jax.jit(lambda p: minimise_lbfgs(loss, p, _REFINE_ITERATIONS, _REFINE_TOLERANCE))(
+        jnp.asarray(parameters.kwargs2args(kwargs_stage2), jnp.float32)
+    )
+    kwargs_final = parameters.args2kwargs(best)
+    history = np.asarray(history)[:n2]
+    return _result(cube, model, kwargs_final, labels, scale, rotations, history, (n1, n2, int(n3)))
+
+
+def _unregularised_loss(data, model, parameters, sigma_2, **terms) -> Loss:
+    """STARRED's loss without the background's starlet regularisation (background fixed)."""
+    return Loss(
         data,
         model,
         parameters,
@@ -286,14 +294,8 @@ def fit_roi_model(
         regularization_terms="l1_starlet",
         regularization_strength_scales=0.0,
         regularization_strength_hf=0.0,
-        prior=prior,
+        **terms,
     )
-    best, _, n3 = jax.jit(lambda p: minimise_lbfgs(loss, p, _REFINE_ITERATIONS, _REFINE_TOLERANCE))(
-        jnp.asarray(parameters.kwargs2args(kwargs_stage2), jnp.float32)
-    )
-    kwargs_final = parameters.args2kwargs(best)
-    history = np.asarray(history)[:n2]
-    return _result(cube, model, kwargs_final, labels, scale, rotations, history, (n1, n2, int(n3)))
 
 
 def _padded_psfs(psf: np.ndarray, size: int) -> np.ndarray:
