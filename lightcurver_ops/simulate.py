@@ -125,6 +125,10 @@ class SimulationSpec:
         Pixel values are clipped at this level (ADU).
     seeing_range : tuple of float
         Range of the Moffat-core FWHM (arcsec), drawn per frame.
+    moffat_beta_range : tuple of float
+        Range of the Moffat index, drawn per frame (large: compact wings).
+    wing_fraction_range : tuple of float
+        Range of the flux fraction in the PSF's Gaussian wing, drawn per frame ((0, 0): no wing).
     sky_range : tuple of float
         Range of the mean sky level (e-/s/pixel), drawn per frame.
     star_density : float
@@ -159,6 +163,8 @@ class SimulationSpec:
     read_noise: float = 5.0
     saturation_adu: float = 60000.0
     seeing_range: tuple[float, float] = (0.7, 1.3)
+    moffat_beta_range: tuple[float, float] = (2.5, 4.0)
+    wing_fraction_range: tuple[float, float] = (0.03, 0.08)
     sky_range: tuple[float, float] = (20.0, 60.0)
     star_density: float = 5.0
     min_usable_stars: int = 20
@@ -924,9 +930,9 @@ class _Conditions:
     bad_column_offset: float
 
 
-def _draw_psf(rng: np.random.Generator, fwhm: float) -> _Psf:
+def _draw_psf(rng: np.random.Generator, fwhm: float, spec: "SimulationSpec") -> _Psf:
     """A random PSF whose Moffat core has circular-equivalent FWHM ``fwhm`` (pixels)."""
-    beta = rng.uniform(2.5, 4.0)
+    beta = rng.uniform(*spec.moffat_beta_range)
     ellipticity = rng.uniform(0.0, 0.15)
     alpha = fwhm / (2.0 * math.sqrt((1.0 - ellipticity) * (2.0 ** (1.0 / beta) - 1.0)))
     return _Psf(
@@ -934,7 +940,7 @@ def _draw_psf(rng: np.random.Generator, fwhm: float) -> _Psf:
         beta=beta,
         ellipticity=ellipticity,
         theta=rng.uniform(0.0, math.pi),
-        wing_fraction=rng.uniform(0.03, 0.08),
+        wing_fraction=rng.uniform(*spec.wing_fraction_range),
         wing_sigma=rng.uniform(2.0, 3.0) * fwhm / 2.3548,
     )
 
@@ -942,7 +948,7 @@ def _draw_psf(rng: np.random.Generator, fwhm: float) -> _Psf:
 def _draw_conditions(spec: SimulationSpec, index: int, rng: np.random.Generator) -> _Conditions:
     """Random conditions of frame ``index``."""
     fwhm = rng.uniform(*spec.seeing_range) / spec.pixel_scale
-    psf = _draw_psf(rng, fwhm)
+    psf = _draw_psf(rng, fwhm, spec)
     sky = rng.uniform(*spec.sky_range)
     gradient_angle = rng.uniform(0.0, 2.0 * math.pi)
     gradient = sky * rng.uniform(0.02, 0.05) / max(spec.nx, spec.ny)
