@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from benchmarks.results_io import report
 from lightcurver_ops import paths
@@ -23,7 +22,7 @@ from lightcurver_ops.cutouts import read_frame_cutouts
 from lightcurver_ops.frame_cutouts import ROI_STAMP
 from lightcurver_ops.frame_psf import read_psf
 from lightcurver_ops.photometry import measure_fluxes, prepare_photometry_stars
-from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
+from lightcurver_ops.simulate import SimulationSpec
 from tests.dagster.pipeline import Pipeline
 
 
@@ -34,17 +33,10 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, float | int | str] = {"frames": args.frames, "frame_size": args.size}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "sim"
-        truth = simulate_dataset(
-            root, SimulationSpec(n_frames=args.frames, nx=args.size, ny=args.size, seed=5)
-        )
-        config = yaml.safe_load((root / "config.yaml").read_text())
-        config |= {"stars_to_use_psf": 6, "stars_to_use_norm": 30}
-        (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        pipeline = Pipeline(root, truth)
+        spec = SimulationSpec(n_frames=args.frames, nx=args.size, ny=args.size, seed=5)
+        pipeline = Pipeline.simulated(Path(tmp) / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=30)
         pipeline.ingest()
-        for name in ("footprints", "reference_stars", "cutouts", "psf_model"):
-            assert pipeline.materialize(name).success, name
+        pipeline.materialize_each("footprints", "reference_stars", "cutouts", "psf_model")
         for name in ("star_fluxes", "star_reference_fluxes", "normalization_coefficient", "zeropoint"):
             start = time.perf_counter()
             assert pipeline.materialize(name).success, name

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from benchmarks.results_io import report
 from lightcurver_dagster.defs.roi_inputs import RoiSelection
@@ -27,7 +26,7 @@ from lightcurver_ops.frame_roi import build_cube, source_pixels
 from lightcurver_ops.roi_cube import RoiCube
 from lightcurver_ops.roi_model import fit_roi_model
 from lightcurver_ops.roi_photometry import fit_roi_frame
-from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
+from lightcurver_ops.simulate import SimulationSpec
 from tests.dagster.pipeline import Pipeline
 
 
@@ -43,15 +42,11 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, float | int | str] = {"frames": args.frames, "frame_size": args.size}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "sim"
         spec = SimulationSpec(n_frames=args.frames, nx=args.size, ny=args.size, seed=8, exptime=1200.0)
-        truth = simulate_dataset(root, spec)
-        config = yaml.safe_load((root / "config.yaml").read_text())
-        config |= {"stars_to_use_psf": 6, "stars_to_use_norm": 30}
-        (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        pipeline = Pipeline(root, truth)
+        pipeline = Pipeline.simulated(Path(tmp) / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=30)
+        truth = pipeline.truth
         pipeline.ingest()
-        for name in (
+        pipeline.materialize_each(
             "footprints",
             "reference_stars",
             "cutouts",
@@ -60,19 +55,14 @@ def main() -> None:
             "zeropoint",
             "star_reference_fluxes",
             "normalization_coefficient",
-        ):
-            assert pipeline.materialize(name).success, name
+        )
         config = pipeline.config
         with pipeline.engine.connect() as connection:
             set_hash = latest_star_set(connection)
             rows = frame_rows(connection)
         selection = RoiSelection.load(pipeline.engine, config, set_hash)
-
-        class Files:
-            def path(self, relpath: str) -> Path:
-                return config.workdir / relpath
-
-        cube = build_cube([selection.read(Files(), row) for row in rows if selection.rejection(row) is None])
+        chosen = [row for row in rows if selection.rejection(row) is None]
+        cube = build_cube([selection.read(config.workdir, row) for row in chosen])
         sources = source_pixels(config.point_sources, cube.wcs_headers[0])
         kwargs = dict(
             translations_iters=config.roi_deconv_translations_iters,

@@ -665,14 +665,24 @@ def distorted_psf(
         The distorted narrow PSF and the full PSF (narrow convolved with STARRED's Gaussian of FWHM
         2 sub-pixels), each of sum 1.
     """
-    size = narrow_psf.shape[0] // subsampling
-    model = PSF(image_size=size, number_of_sources=1, upsampling_factor=subsampling, convolution_method="fft")
-    narrow = apply_distortion(
+    narrow, full = _distorter(narrow_psf.shape[0] // subsampling, subsampling)(
         jnp.asarray(narrow_psf, jnp.float32),
-        _distortion_kwargs(jnp.asarray(distortion, jnp.float32)),
+        jnp.asarray(distortion, jnp.float32),
         jnp.asarray(position, jnp.float32),
     )
-    kernel = model.shifted_gaussians(0, jnp.zeros(1), jnp.zeros(1))
-    full = model._convolve(narrow, kernel / kernel.sum())
     narrow, full = np.asarray(narrow, np.float64), np.asarray(full, np.float64)
     return narrow / narrow.sum(), full / full.sum()
+
+
+@functools.lru_cache(maxsize=4)
+def _distorter(size: int, subsampling: int):
+    """Compiled ``(narrow, distortion, position) -> (distorted narrow, full)`` for one grid size."""
+    model = PSF(image_size=size, number_of_sources=1, upsampling_factor=subsampling, convolution_method="fft")
+    kernel = model.shifted_gaussians(0, jnp.zeros(1), jnp.zeros(1))
+    kernel = kernel / kernel.sum()
+
+    def distort(narrow, distortion, position):
+        narrow = apply_distortion(narrow, _distortion_kwargs(distortion), position)
+        return narrow, model._convolve(narrow, kernel)
+
+    return jax.jit(distort)

@@ -73,6 +73,16 @@ def epoch_transform(
     )
 
 
+def global_zeropoint(zeropoints: np.ndarray, coefficients: np.ndarray) -> tuple[float, float]:
+    """lightcurver's global zero point of the normalised fluxes: median and standard deviation over
+    frames of ``ZP - 2.5 log10(coefficient)`` (mag); NaN when no frame has a zero point."""
+    adjusted = np.asarray(zeropoints, float) - 2.5 * np.log10(np.asarray(coefficients, float))
+    adjusted = adjusted[np.isfinite(adjusted)]
+    if adjusted.size == 0:
+        return float("nan"), float("nan")
+    return float(np.median(adjusted)), float(np.std(adjusted))
+
+
 @dataclass(frozen=True)
 class RoiCube:
     """Normalised ROI cutouts of the accepted frames, sorted by MJD.
@@ -121,13 +131,8 @@ class RoiCube:
     subsampling: int
 
     def global_zeropoint(self) -> tuple[float, float]:
-        """lightcurver's global zero point of the normalised fluxes: median and standard deviation
-        over frames of ``ZP - 2.5 log10(coefficient)``; NaN when no frame has a zero point."""
-        adjusted = self.zeropoint - 2.5 * np.log10(self.coefficient)
-        adjusted = adjusted[np.isfinite(adjusted)]
-        if adjusted.size == 0:
-            return float("nan"), float("nan")
-        return float(np.median(adjusted)), float(np.std(adjusted))
+        """The cube's :func:`global_zeropoint`."""
+        return global_zeropoint(self.zeropoint, self.coefficient)
 
 
 MISSING_NOISE = 1e7

@@ -245,8 +245,9 @@ def fit_roi_model(
         prior = Prior(
             prior_analytic=[["c_x", offsets[:, 0], sigma], ["c_y", offsets[:, 1], sigma]],
         )
-    stage1_fixed_free = deepcopy(kwargs_stage1)
-    parameters = ParametersDeconv(stage1_fixed_free, fixed, kwargs_up=kwargs_up, kwargs_down=kwargs_down)
+    parameters = ParametersDeconv(
+        deepcopy(kwargs_stage1), fixed, kwargs_up=kwargs_up, kwargs_down=kwargs_down
+    )
     loss = Loss(
         data,
         model,

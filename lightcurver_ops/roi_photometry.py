@@ -173,7 +173,7 @@ def _model_of(size: int, n: int, ss: int, up: int):
         one = deconv.one_epoch(psf, _epoch_parameters(kwargs, n), deconv._get_background(kwargs))
         return deconv.DownsampleAllEpochs(one[None])[0] * ss**2
 
-    return model
+    return jax.jit(model)
 
 
 def _epoch_parameters(kwargs: dict, n: int) -> jnp.ndarray:

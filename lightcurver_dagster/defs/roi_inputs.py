@@ -68,12 +68,12 @@ class RoiSelection:
             self.coefficient_constraints,
         )
 
-    def read(self, work_directory: WorkDirectory, frame: dict[str, Any]) -> RoiFrame:
+    def read(self, workdir: Path, frame: dict[str, Any]) -> RoiFrame:
         """The frame's ROI cutout, PSF (at the ROI when it has a field distortion), coefficient and
         zero point."""
         key = frame["partition_key"]
-        stamps, _, frame_shape = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
-        psf = read_psf(work_directory.path(paths.psf_relpath(key)))
+        stamps, _, frame_shape = read_frame_cutouts(workdir / paths.cutouts_relpath(key))
+        psf = read_psf(workdir / paths.psf_relpath(key))
         coefficient = self.coefficients[frame["id"]]
         return RoiFrame(
             frame=frame,

@@ -4,8 +4,10 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import yaml
 from sqlalchemy import select
 
 from lightcurver_dagster.definitions import build_definitions
@@ -15,7 +17,7 @@ from lightcurver_dagster.defs.sensors import range_run_tags, raw_frames_sensor
 from lightcurver_ops.config import load_config
 from lightcurver_ops.db.engine import open_science_database
 from lightcurver_ops.db.schema import frames
-from lightcurver_ops.simulate import SimulationTruth
+from lightcurver_ops.simulate import SimulationSpec, SimulationTruth, simulate_dataset
 
 
 class Pipeline:
@@ -32,9 +34,35 @@ class Pipeline:
         self.config = load_config(self.config_path)
         self.engine = open_science_database(self.config.science_database_url)
 
+    @classmethod
+    def simulated(cls, root: Path, spec: SimulationSpec, **config: Any) -> "Pipeline":
+        """Simulate a data set in ``root``, its config.yaml updated with ``config``."""
+        truth = simulate_dataset(root, spec)
+        update_config(root / "config.yaml", **config)
+        return cls(root, truth)
+
+    def configure(self, **values: Any) -> None:
+        """Edit config.yaml and pick the change up."""
+        update_config(self.config_path, **values)
+        self.reload_config()
+
     def reload_config(self) -> None:
         """Pick up an edited config.yaml."""
         self.config = load_config(self.config_path)
+
+    def hold_back_last_frame(self) -> Path:
+        """Move the last raw frame to ``late/`` (it arrives later: :meth:`release_late_frame`)."""
+        late = self.root / "late"
+        late.mkdir(exist_ok=True)
+        name = self.truth.frames[-1].file_name
+        (self.raw / name).rename(late / name)
+        return late / name
+
+    def release_late_frame(self) -> str:
+        """Drop the held-back frame into the raw directory; returns its partition key."""
+        name = self.truth.frames[-1].file_name
+        (self.root / "late" / name).rename(self.raw / name)
+        return self.key_of(name)
 
     def tick(self) -> dg.SensorResult | dg.SkipReason:
         resources = build_resources(str(self.config_path))
@@ -74,6 +102,11 @@ class Pipeline:
             instance=self.instance, asset_selection=keys, tags=tags, raise_on_error=raise_on_error
         )
 
+    def materialize_each(self, *assets: str) -> None:
+        """Materialise assets one after the other (one run each), asserting success."""
+        for name in assets:
+            assert self.materialize(name).success, name
+
     def materialize_partition(self, asset: str, partition_key: str) -> dg.ExecuteInProcessResult:
         """Materialise one frame of a per-frame asset, as the automation would after a new frame."""
         job = self.definitions.resolve_implicit_global_asset_job_def()
@@ -87,6 +120,12 @@ class Pipeline:
 
     def key_of(self, file_name: str) -> str:
         return Path(file_name).stem
+
+
+def update_config(path: Path, **values: Any) -> None:
+    """Set top-level keys of a config.yaml."""
+    config = yaml.safe_load(path.read_text()) | values
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def age(path: Path, seconds: float = 60.0) -> None:

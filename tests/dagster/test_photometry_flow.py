@@ -5,7 +5,6 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
-import yaml
 from sqlalchemy import func, select
 
 from lightcurver_dagster.defs.all_frames.star_reference_fluxes import SCATTER_CHECK
@@ -18,7 +17,7 @@ from lightcurver_ops.db.schema import (
     star_flux_in_frame,
     star_reference_fluxes,
 )
-from lightcurver_ops.simulate import SimulationSpec, psf_stamp, simulate_dataset
+from lightcurver_ops.simulate import SimulationSpec, psf_stamp
 from tests.dagster.pipeline import Pipeline
 
 N_FRAMES = 8
@@ -26,23 +25,17 @@ N_FRAMES = 8
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> Pipeline:
-    root = tmp_path_factory.mktemp("photometry") / "sim"
-    truth = simulate_dataset(
-        root,
-        SimulationSpec(n_frames=N_FRAMES + 1, nx=512, ny=512, seed=11, star_density=10.0, exptime=1200.0),
-    )
-    # hold the last frame back: it arrives after the baseline exists
-    late = root / "late"
-    late.mkdir()
-    (root / "raw" / truth.frames[-1].file_name).rename(late / truth.frames[-1].file_name)
-    config = yaml.safe_load((root / "config.yaml").read_text())
     # every star with a stamp is a candidate, the galaxy (large excess noise) included
-    config |= {"stars_to_use_psf": 6, "stars_to_use_norm": 60, "star_max_astrometric_excess_noise": None}
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    pipeline = Pipeline(root, truth)
+    pipeline = Pipeline.simulated(
+        tmp_path_factory.mktemp("photometry") / "sim",
+        SimulationSpec(n_frames=N_FRAMES + 1, nx=512, ny=512, seed=11, star_density=10.0, exptime=1200.0),
+        stars_to_use_psf=6,
+        stars_to_use_norm=60,
+        star_max_astrometric_excess_noise=None,
+    )
+    pipeline.hold_back_last_frame()  # it arrives after the baseline exists
     pipeline.ingest()
-    for name in ("footprints", "reference_stars", "cutouts", "psf_model", "star_fluxes"):
-        assert pipeline.materialize(name).success, name
+    pipeline.materialize_each("footprints", "reference_stars", "cutouts", "psf_model", "star_fluxes")
     return pipeline
 
 
@@ -138,9 +131,7 @@ def test_baseline_rejects_the_variable_and_coefficients_follow_transparency(pipe
 
 
 def test_a_late_frame_runs_alone_and_matches_a_rebuilt_baseline(pipeline: Pipeline):
-    late = pipeline.truth.frames[-1]
-    key = Path(late.file_name).stem
-    (pipeline.root / "late" / late.file_name).rename(pipeline.raw / late.file_name)
+    key = pipeline.release_late_frame()
     before = pipeline.instance.get_materialized_partitions(dg.AssetKey("psf_model"))
     pipeline.ingest()
     for name in ("cutouts", "psf_model", "star_fluxes", "normalization_coefficient"):
@@ -186,7 +177,6 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
     transparency itself. Measured 6.7 mmag RMS, against a target of 2: the PSF model's share of the
     flux still varies by about 1 % with the seeing (smaller in the worst seeing), which normalisation
     cannot remove. This bound guards the figure; the target is open."""
-    root = tmp_path / "sim"
     spec = SimulationSpec(
         n_frames=N_FRAMES,
         nx=512,
@@ -197,13 +187,10 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
         moffat_beta_range=(6.0, 8.0),
         wing_fraction_range=(0.0, 0.0),
     )
-    truth = simulate_dataset(root, spec)
-    config = yaml.safe_load((root / "config.yaml").read_text())
-    config |= {"stars_to_use_psf": 6, "stars_to_use_norm": 60}
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    pipeline = Pipeline(root, truth)
+    pipeline = Pipeline.simulated(tmp_path / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=60)
+    truth = pipeline.truth
     pipeline.ingest()
-    for name in (
+    pipeline.materialize_each(
         "footprints",
         "reference_stars",
         "cutouts",
@@ -211,8 +198,7 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
         "star_fluxes",
         "star_reference_fluxes",
         "normalization_coefficient",
-    ):
-        assert pipeline.materialize(name).success, name
+    )
     rows = pipeline.rows()
     with pipeline.engine.connect() as connection:
         coefficients = {

@@ -6,24 +6,19 @@ import dagster as dg
 import h5py
 import numpy as np
 import pytest
-import yaml
 from sqlalchemy import func, select
 
 from lightcurver_dagster.defs.per_frame.psf_model import PSF_CHECK
 from lightcurver_ops import paths
 from lightcurver_ops.db.schema import psfs, star_flux_in_frame
-from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
+from lightcurver_ops.simulate import SimulationSpec
 from tests.dagster.pipeline import Pipeline
 
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Pipeline:
-    root = tmp_path / "sim"
-    truth = simulate_dataset(root, SimulationSpec(n_frames=3, nx=512, ny=512, seed=7))
-    config = yaml.safe_load((root / "config.yaml").read_text())
-    config |= {"stars_to_use_psf": 6}
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return Pipeline(root, truth)
+    spec = SimulationSpec(n_frames=3, nx=512, ny=512, seed=7)
+    return Pipeline.simulated(tmp_path / "sim", spec, stars_to_use_psf=6)
 
 
 def test_psf_models_of_a_batch_match_truth_and_are_replaced_on_rerun(pipeline: Pipeline):
@@ -58,14 +53,9 @@ def test_psf_models_of_a_batch_match_truth_and_are_replaced_on_rerun(pipeline: P
 
 def test_field_distortion_is_fitted_stored_and_used(pipeline: Pipeline):
     pipeline.ingest()
-    for name in ("footprints", "reference_stars", "cutouts"):
-        assert pipeline.materialize(name).success
-    config = yaml.safe_load(pipeline.config_path.read_text())
-    config |= {"field_distortion": True}
-    pipeline.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    pipeline.reload_config()
-    assert pipeline.materialize("psf_model").success
-    assert pipeline.materialize("star_fluxes").success
+    pipeline.materialize_each("footprints", "reference_stars", "cutouts")
+    pipeline.configure(field_distortion=True)
+    pipeline.materialize_each("psf_model", "star_fluxes")
     workdir = pipeline.config.workdir
     for key in pipeline.rows():
         with h5py.File(workdir / paths.psf_relpath(key)) as f:

@@ -10,12 +10,12 @@ import dagster as dg
 import h5py
 import numpy as np
 import pytest
-import yaml
 from sqlalchemy import select
 
 from lightcurver_ops import paths
 from lightcurver_ops.db.schema import roi_frame_fits
-from lightcurver_ops.simulate import SimulationSpec, psf_stamp, simulate_dataset
+from lightcurver_ops.db.stars import latest_star_set
+from lightcurver_ops.simulate import SimulationSpec, psf_stamp
 from tests.dagster.pipeline import Pipeline
 from tests.ops.test_light_curves_browser import rendered_dom
 
@@ -25,23 +25,19 @@ CHAIN = ("cutouts", "psf_model", "star_fluxes", "zeropoint")
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> Pipeline:
-    root = tmp_path_factory.mktemp("roi") / "sim"
     spec = SimulationSpec(n_frames=N_FRAMES + 1, nx=512, ny=512, seed=21, star_density=10.0, exptime=1200.0)
-    truth = simulate_dataset(root, spec)
-    late = root / "late"
-    late.mkdir()
-    (root / "raw" / truth.frames[-1].file_name).rename(late / truth.frames[-1].file_name)
-    config = yaml.safe_load((root / "config.yaml").read_text())
-    config |= {"stars_to_use_psf": 6, "stars_to_use_norm": 30, "roi_deconv_all_iters": 1500}
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    pipeline = Pipeline(root, truth)
+    pipeline = Pipeline.simulated(
+        tmp_path_factory.mktemp("roi") / "sim",
+        spec,
+        stars_to_use_psf=6,
+        stars_to_use_norm=30,
+        roi_deconv_all_iters=1500,
+    )
+    pipeline.hold_back_last_frame()
     pipeline.ingest()
-    for name in ("footprints", "reference_stars", *CHAIN):
-        assert pipeline.materialize(name).success, name
-    assert pipeline.materialize("star_reference_fluxes").success
-    assert pipeline.materialize("normalization_coefficient").success
-    for name in ("roi_cube", "roi_model", "roi_fluxes", "light_curves"):
-        assert pipeline.materialize(name).success, name
+    pipeline.materialize_each("footprints", "reference_stars", *CHAIN)
+    pipeline.materialize_each("star_reference_fluxes", "normalization_coefficient")
+    pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
     return pipeline
 
 
@@ -174,9 +170,7 @@ def test_products_and_the_page_in_a_browser(pipeline: Pipeline, tmp_path: Path):
 
 
 def test_a_late_frame_costs_one_roi_fit(pipeline: Pipeline):
-    late = pipeline.truth.frames[-1]
-    key = Path(late.file_name).stem
-    (pipeline.root / "late" / late.file_name).rename(pipeline.raw / late.file_name)
+    key = pipeline.release_late_frame()
     model_key = dg.AssetKey("roi_model")
     before = pipeline.instance.get_latest_materialization_event(model_key)
     pipeline.ingest()
@@ -191,7 +185,5 @@ def test_a_late_frame_costs_one_roi_fit(pipeline: Pipeline):
 
 
 def _model_key(pipeline: Pipeline) -> tuple[int, str]:
-    from lightcurver_ops.db.stars import latest_star_set
-
     with pipeline.engine.connect() as connection:
         return latest_star_set(connection), pipeline.config.roi_name

@@ -4,7 +4,6 @@ import json
 import shutil
 
 import dagster as dg
-import numpy as np
 
 from lightcurver_dagster.defs.all_frames.roi_model import roi_model
 from lightcurver_dagster.defs.automation import follows_frames
@@ -26,6 +25,7 @@ from lightcurver_ops.light_curves import (
     write_csv,
     write_html,
 )
+from lightcurver_ops.roi_cube import global_zeropoint
 
 
 @all_frames_asset(
@@ -59,12 +59,10 @@ def light_curves(
         zeropoints = zeropoints_of_set(connection, set_hash)
     if model_row is None or not photometry:
         raise dg.Failure("light_curves: no ROI photometry yet (materialise roi_model and roi_fluxes)")
-    adjusted = [
-        zeropoints[f]["zeropoint"] - 2.5 * np.log10(coefficients[f])
-        for f in coefficients
-        if f in zeropoints and np.isfinite(zeropoints[f]["zeropoint"])
-    ]
-    global_zp = float(np.median(adjusted)) if adjusted else float("nan")
+    frame_ids = [f for f in coefficients if f in zeropoints]
+    global_zp, _ = global_zeropoint(
+        [zeropoints[f]["zeropoint"] for f in frame_ids], [coefficients[f] for f in frame_ids]
+    )
     sources = sorted({label for epoch in photometry for label in epoch["fluxes"]})
     epochs = [
         EpochPhotometry(

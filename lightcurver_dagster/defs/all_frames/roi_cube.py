@@ -45,7 +45,7 @@ def roi_cube(
     left_out = {row["partition_key"]: selection.rejection(row) for row in rows}
     chosen = [row for row in rows if left_out[row["partition_key"]] is None]
     try:
-        cube = build_cube([selection.read(work_directory, row) for row in chosen])
+        cube = build_cube([selection.read(work_directory.root, row) for row in chosen])
     except ValueError as exc:
         raise dg.Failure(f"roi_cube: {exc}") from exc
     path = roi_cube_path(config, work_directory, set_hash)

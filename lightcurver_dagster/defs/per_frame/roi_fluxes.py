@@ -63,7 +63,7 @@ def roi_fluxes(
             with engine.begin() as connection:
                 replace_roi_fit(connection, frame["id"], set_hash, roi, None, [])
             return FrameOutcome(key, True, reason)
-        inputs = selection.read(work_directory, frame)
+        inputs = selection.read(work_directory.root, frame)
         data, noise, mask = inputs.normalised()
         rotation, translation = model.start(cd_matrix(inputs.stamp.wcs_header), inputs.position)
         fit = fit_roi_frame(
