@@ -11,6 +11,8 @@ import os
 
 import dagster as dg
 
+from lightcurver_dagster.defs.decorators import ACCELERATOR, DEVICE_TAG
+
 AC = dg.AutomationCondition
 
 BASELINE_CRON_ENV_VAR = "LIGHTCURVER_BASELINE_CRON"
@@ -39,11 +41,14 @@ def when_missing() -> dg.AutomationCondition:
     """For a baseline: built when missing once its inputs exist; rebuilt on demand.
 
     ``AutomationCondition.on_missing()`` only acts on targets that become missing after the condition
-    is first evaluated, so a baseline missing from the start would never be built. A failed attempt
-    is not repeated every tick: fix the cause (the message says which) and materialise it.
+    is first evaluated, so a baseline missing from the start would never be built. Every input must
+    exist, each with at least one frame: with no frame registered yet, no partition is missing and
+    ``~any_deps_missing()`` alone would build an empty baseline. A failed attempt is not repeated
+    every tick: fix the cause (the message says which) and materialise it.
     """
     return (
         AC.missing()
+        & AC.all_deps_match(~AC.missing())
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
@@ -58,10 +63,40 @@ def rebuilt_daily() -> dg.AutomationCondition:
     return when_missing() | AC.on_cron(cron, cron_timezone="UTC")
 
 
+AUTOMATION_INTERVAL_ENV_VAR = "LIGHTCURVER_AUTOMATION_INTERVAL_SECONDS"
+"""Seconds between evaluations of the automation sensors (default 30)."""
+
+
+def interval_seconds(env_var: str, default: int = 30) -> int:
+    """A sensor's minimum interval from ``env_var`` (seconds, at least 1), else ``default``."""
+    value = os.environ.get(env_var, str(default))
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise ValueError(f"{env_var}={value!r} is not a whole number of seconds") from None
+    if seconds < 1:
+        raise ValueError(f"{env_var}={value!r} must be at least 1 second")
+    return seconds
+
+
+ON_ACCELERATOR = dg.AssetSelection.tag(DEVICE_TAG, ACCELERATOR)
+
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "lightcurver_automation",
-    target=dg.AssetSelection.all(),
+    target=dg.AssetSelection.all() - ON_ACCELERATOR,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Materialises the assets whose automation conditions say so (ships running).",
+    minimum_interval_seconds=interval_seconds(AUTOMATION_INTERVAL_ENV_VAR),
+    description="Materialises the CPU assets whose automation conditions say so (ships running).",
+)
+
+accelerator_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "lightcurver_accelerator_automation",
+    target=ON_ACCELERATOR,
+    run_tags={DEVICE_TAG: ACCELERATOR},
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=interval_seconds(AUTOMATION_INTERVAL_ENV_VAR),
+    description=(
+        "Materialises the accelerator assets (PSFs, fluxes, ROI model) whose automation conditions say "
+        f"so, in runs tagged {DEVICE_TAG}={ACCELERATOR} for the run queue's limit (ships running)."
+    ),
 )

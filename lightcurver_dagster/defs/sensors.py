@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from lightcurver_dagster.defs.automation import interval_seconds
 from lightcurver_dagster.defs.jobs import per_frame_job
 from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase
@@ -9,6 +10,8 @@ from lightcurver_dagster.frame_registry import register_frames
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+SENSOR_INTERVAL_ENV_VAR = "LIGHTCURVER_SENSOR_INTERVAL_SECONDS"
+"""Seconds between scans of the raw directories (default 30)."""
 
 
 def range_run_tags(first: str, last: str) -> dict[str, str]:
@@ -18,7 +21,7 @@ def range_run_tags(first: str, last: str) -> dict[str, str]:
 
 @dg.sensor(
     job=per_frame_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=interval_seconds(SENSOR_INTERVAL_ENV_VAR),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def raw_frames_sensor(

@@ -45,7 +45,7 @@ def starting_background(config: LightcurverConfig) -> np.ndarray | None:
 @all_frames_asset(
     deps=[roi_cube],
     automation_condition=rebuilt_daily(),
-    pool="accelerator",
+    accelerator=True,
     tags={BASELINE_TAG: ""},
     kinds={"jax", "fits"},
     code_version="1",

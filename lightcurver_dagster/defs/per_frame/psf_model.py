@@ -27,7 +27,7 @@ PSF_BATCH_SIZE = 8
 @per_frame_asset(
     deps=[cutouts],
     automation_condition=follows_own_frame(),
-    pool="accelerator",
+    accelerator=True,
     kinds={"jax", "hdf5"},
     code_version="3",
     check_specs=[dg.AssetCheckSpec(PSF_CHECK, asset="psf_model")],

@@ -25,7 +25,7 @@ from lightcurver_ops.roi_photometry import fit_roi_frame
 @per_frame_asset(
     deps=[normalization_coefficient, roi_model],
     automation_condition=follows_own_frame(),
-    pool="accelerator",
+    accelerator=True,
     kinds={"jax", "sql"},
     code_version="1",
 )

@@ -23,7 +23,7 @@ from lightcurver_ops.stages import STAR_FLUXES, eliminated_before
 @per_frame_asset(
     deps=[psf_model],
     automation_condition=follows_own_frame(),
-    pool="accelerator",
+    accelerator=True,
     kinds={"jax", "sql"},
     code_version="1",
 )

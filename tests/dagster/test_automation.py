@@ -1,0 +1,76 @@
+"""The automation conditions and sensors: what builds a baseline, which runs carry the accelerator tag."""
+
+import dagster as dg
+import pytest
+
+from lightcurver_dagster.definitions import defs
+from lightcurver_dagster.defs.automation import (
+    AUTOMATION_INTERVAL_ENV_VAR,
+    accelerator_automation_sensor,
+    automation_sensor,
+    interval_seconds,
+    when_missing,
+)
+from lightcurver_dagster.defs.decorators import ACCELERATOR, DEVICE_TAG
+
+frames = dg.DynamicPartitionsDefinition(name="frames")
+
+
+@dg.asset(partitions_def=frames)
+def per_frame(): ...
+
+
+@dg.asset
+def catalogue(): ...
+
+
+@dg.asset(deps=[per_frame, catalogue], automation_condition=when_missing())
+def baseline(): ...
+
+
+def test_a_baseline_waits_for_every_input_and_at_least_one_frame():
+    instance = dg.DagsterInstance.ephemeral()
+    toy = dg.Definitions(assets=[per_frame, catalogue, baseline])
+
+    def requested(cursor=None):
+        result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=cursor)
+        return result.get_num_requested(baseline.key), result.cursor
+
+    count, cursor = requested()
+    assert count == 0  # nothing exists
+    assert dg.materialize([catalogue], instance=instance).success
+    count, cursor = requested(cursor)
+    assert count == 0  # no frame registered: no partition is missing, yet there is nothing to fit
+    instance.add_dynamic_partitions("frames", ["a", "b"])
+    assert dg.materialize([per_frame], instance=instance, partition_key="a").success
+    count, cursor = requested(cursor)
+    assert count == 0  # frame b is still missing
+    assert dg.materialize([per_frame], instance=instance, partition_key="b").success
+    count, _ = requested(cursor)
+    assert count == 1
+
+
+def test_accelerator_assets_have_their_own_automation_sensor_tagging_the_runs():
+    graph = defs.resolve_asset_graph()
+    on_accelerator = {
+        key.to_user_string() for key in accelerator_automation_sensor.asset_selection.resolve(graph)
+    }
+    assert on_accelerator == {"psf_model", "star_fluxes", "roi_model", "roi_fluxes"}
+    for name in on_accelerator:
+        node = graph.get(dg.AssetKey(name))
+        assert node.pools == {ACCELERATOR}
+    assert accelerator_automation_sensor.run_tags == {DEVICE_TAG: ACCELERATOR}
+    assert not on_accelerator & {k.to_user_string() for k in automation_sensor.asset_selection.resolve(graph)}
+    for sensor in (automation_sensor, accelerator_automation_sensor):
+        assert defs.resolve_sensor_def(sensor.name).default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_sensor_intervals_from_the_environment(monkeypatch):
+    monkeypatch.setenv(AUTOMATION_INTERVAL_ENV_VAR, "5")
+    assert interval_seconds(AUTOMATION_INTERVAL_ENV_VAR) == 5
+    monkeypatch.delenv(AUTOMATION_INTERVAL_ENV_VAR)
+    assert interval_seconds(AUTOMATION_INTERVAL_ENV_VAR) == 30
+    for wrong in ("0", "soon"):
+        monkeypatch.setenv(AUTOMATION_INTERVAL_ENV_VAR, wrong)
+        with pytest.raises(ValueError, match=AUTOMATION_INTERVAL_ENV_VAR):
+            interval_seconds(AUTOMATION_INTERVAL_ENV_VAR)
