@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,8 +321,13 @@ def effective_fwhm(psf: np.ndarray, subsampling: int) -> float:
 # Compilation cache
 
 
+SHARED_CACHE_ENV_VAR = "JAX_COMPILATION_CACHE_DIR"
+"""JAX's own setting; when set, one cache serves every work directory (a machine, a test session)."""
+
+
 def enable_compilation_cache(directory: Path | str) -> None:
-    """Keep JAX's compiled programs in ``directory`` so that later processes reuse them.
+    """Keep JAX's compiled programs in ``directory`` (or in ``JAX_COMPILATION_CACHE_DIR`` when set)
+    so that later processes reuse them.
 
     Every compilation is cached (no minimum compile time or size).
 
@@ -330,7 +336,7 @@ def enable_compilation_cache(directory: Path | str) -> None:
     directory : Path or str
         Cache directory; created if missing.
     """
-    path = Path(directory)
+    path = Path(os.environ.get(SHARED_CACHE_ENV_VAR) or directory)
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

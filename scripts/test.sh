@@ -16,5 +16,7 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
 fi
 export LIGHTCURVER_REQUIRE_POSTGRES=1
 export OMP_NUM_THREADS=1  # astroscrappy: one thread per process (see lightcurver_dagster/__init__.py)
+# one JAX compilation cache for the whole session (every test's work directory, every run process)
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$PWD/.jax_cache}"
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"

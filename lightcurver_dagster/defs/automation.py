@@ -7,6 +7,7 @@
   baseline does not silently reprocess the archive (that is an explicit backfill).
 """
 
+import json
 import os
 
 import dagster as dg
@@ -20,9 +21,16 @@ BASELINE_CRON_ENV_VAR = "LIGHTCURVER_BASELINE_CRON"
 DEFAULT_BASELINE_CRON = "0 12 * * *"
 
 
+def inputs_exist() -> dg.AutomationCondition:
+    """Every input exists, with at least one frame for the per-frame ones (with no frame registered
+    no partition is missing, so ``~any_deps_missing()`` alone holds on an empty data set)."""
+    return AC.all_deps_match(~AC.missing())
+
+
 def follows_frames() -> dg.AutomationCondition:
-    """For an all-frames asset: update after any frame updates, whether or not all frames exist."""
-    return AC.eager().without(~AC.any_deps_missing())
+    """For an all-frames asset: update after any frame updates, whether or not all frames exist,
+    once every input exists (a light curve needs the ROI model, not only some frame's zero point)."""
+    return AC.eager().without(~AC.any_deps_missing()) & inputs_exist()
 
 
 def follows_own_frame() -> dg.AutomationCondition:
@@ -41,14 +49,12 @@ def when_missing() -> dg.AutomationCondition:
     """For a baseline: built when missing once its inputs exist; rebuilt on demand.
 
     ``AutomationCondition.on_missing()`` only acts on targets that become missing after the condition
-    is first evaluated, so a baseline missing from the start would never be built. Every input must
-    exist, each with at least one frame: with no frame registered yet, no partition is missing and
-    ``~any_deps_missing()`` alone would build an empty baseline. A failed attempt is not repeated
-    every tick: fix the cause (the message says which) and materialise it.
+    is first evaluated, so a baseline missing from the start would never be built. A failed attempt
+    is not repeated every tick: fix the cause (the message says which) and materialise it.
     """
     return (
         AC.missing()
-        & AC.all_deps_match(~AC.missing())
+        & inputs_exist()
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
@@ -79,6 +85,24 @@ def interval_seconds(env_var: str, default: int = 30) -> int:
     return seconds
 
 
+ACCELERATOR_RUN_TAGS_ENV_VAR = "LIGHTCURVER_ACCELERATOR_RUN_TAGS"
+"""JSON object of further tags for the automation's accelerator runs, e.g. a ``dagster-k8s/config``
+placing them on GPU nodes (``deploy/scale-out/kubernetes.yaml``); object values are JSON-encoded."""
+
+
+def accelerator_run_tags() -> dict[str, str]:
+    """Tags of the accelerator runs: ``DEVICE_TAG`` and those of ``LIGHTCURVER_ACCELERATOR_RUN_TAGS``."""
+    text = os.environ.get(ACCELERATOR_RUN_TAGS_ENV_VAR, "{}")
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{ACCELERATOR_RUN_TAGS_ENV_VAR} is not valid JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise ValueError(f"{ACCELERATOR_RUN_TAGS_ENV_VAR} must be a JSON object of tags")
+    tags = {key: value if isinstance(value, str) else json.dumps(value) for key, value in extra.items()}
+    return tags | {DEVICE_TAG: ACCELERATOR}
+
+
 ON_ACCELERATOR = dg.AssetSelection.tag(DEVICE_TAG, ACCELERATOR)
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -92,7 +116,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 accelerator_automation_sensor = dg.AutomationConditionSensorDefinition(
     "lightcurver_accelerator_automation",
     target=ON_ACCELERATOR,
-    run_tags={DEVICE_TAG: ACCELERATOR},
+    run_tags=accelerator_run_tags(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=interval_seconds(AUTOMATION_INTERVAL_ENV_VAR),
     description=(

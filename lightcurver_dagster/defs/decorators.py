@@ -12,7 +12,6 @@ import dagster as dg
 from lightcurver_dagster.defs.groups import ALL_FRAMES, PER_FRAME
 from lightcurver_dagster.defs.partitions import frames_partitions
 
-
 ACCELERATOR = "accelerator"
 """Concurrency pool of the JAX-heavy assets (one GPU: limit 1), and value of their ``DEVICE_TAG``."""
 DEVICE_TAG = "lightcurver/device"

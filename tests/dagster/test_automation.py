@@ -1,13 +1,18 @@
 """The automation conditions and sensors: what builds a baseline, which runs carry the accelerator tag."""
 
+import json
+
 import dagster as dg
 import pytest
 
 from lightcurver_dagster.definitions import defs
 from lightcurver_dagster.defs.automation import (
+    ACCELERATOR_RUN_TAGS_ENV_VAR,
     AUTOMATION_INTERVAL_ENV_VAR,
     accelerator_automation_sensor,
+    accelerator_run_tags,
     automation_sensor,
+    follows_frames,
     interval_seconds,
     when_missing,
 )
@@ -26,6 +31,10 @@ def catalogue(): ...
 
 @dg.asset(deps=[per_frame, catalogue], automation_condition=when_missing())
 def baseline(): ...
+
+
+@dg.asset(deps=[per_frame, baseline], automation_condition=follows_frames())
+def product(): ...
 
 
 def test_a_baseline_waits_for_every_input_and_at_least_one_frame():
@@ -48,6 +57,20 @@ def test_a_baseline_waits_for_every_input_and_at_least_one_frame():
     assert dg.materialize([per_frame], instance=instance, partition_key="b").success
     count, _ = requested(cursor)
     assert count == 1
+
+
+def test_an_all_frames_product_waits_for_its_baseline():
+    instance = dg.DagsterInstance.ephemeral()
+    toy = dg.Definitions(assets=[per_frame, catalogue, product])
+    cursor = dg.evaluate_automation_conditions(defs=toy, instance=instance).cursor
+    instance.add_dynamic_partitions("frames", ["a"])
+    assert dg.materialize([per_frame], instance=instance, partition_key="a").success
+    result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=cursor)
+    assert result.get_num_requested(product.key) == 0  # a frame updated, but there is no baseline
+    instance.report_runless_asset_event(dg.AssetMaterialization(baseline.key))
+    assert dg.materialize([per_frame], instance=instance, partition_key="a").success
+    result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=result.cursor)
+    assert result.get_num_requested(product.key) == 1
 
 
 def test_accelerator_assets_have_their_own_automation_sensor_tagging_the_runs():
@@ -74,3 +97,17 @@ def test_sensor_intervals_from_the_environment(monkeypatch):
         monkeypatch.setenv(AUTOMATION_INTERVAL_ENV_VAR, wrong)
         with pytest.raises(ValueError, match=AUTOMATION_INTERVAL_ENV_VAR):
             interval_seconds(AUTOMATION_INTERVAL_ENV_VAR)
+
+
+def test_accelerator_run_tags_from_the_environment(monkeypatch):
+    gpu = {"container_config": {"resources": {"limits": {"nvidia.com/gpu": 1}}}}
+    tags = {"dagster-k8s/config": gpu, "team": "lenses"}
+    monkeypatch.setenv(ACCELERATOR_RUN_TAGS_ENV_VAR, json.dumps(tags))
+    tags = accelerator_run_tags()
+    assert json.loads(tags["dagster-k8s/config"]) == gpu
+    assert tags["team"] == "lenses"
+    assert tags[DEVICE_TAG] == ACCELERATOR
+    for wrong, message in (("[1]", "JSON object"), ("{oops", "not valid JSON")):
+        monkeypatch.setenv(ACCELERATOR_RUN_TAGS_ENV_VAR, wrong)
+        with pytest.raises(ValueError, match=message):
+            accelerator_run_tags()

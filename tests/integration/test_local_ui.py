@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from lightcurver_dagster.cli import DAGSTER_HOME_DIRNAME
+from tests.integration.browser import browser_page
 from tests.integration.live import (
     PER_FRAME_ASSETS,
     Telescope,
@@ -66,3 +67,32 @@ def test_both_nights_reach_the_light_curves_and_the_second_costs_its_own_frames(
         assert set(first) | set(second) <= partitions, name
         processed = set(local_stack.second_wave_events[name])
         assert processed == set(second), (name, sorted(processed))
+
+
+ARTIFACTS_ENV_VAR = "LIGHTCURVER_TEST_ARTIFACTS"
+"""Where the UI screenshots go (default ``test-artifacts/`` in the repository)."""
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    default = Path(__file__).resolve().parents[2] / "test-artifacts"
+    return Path(os.environ.get(ARTIFACTS_ENV_VAR, default)) / "ui"
+
+
+def test_the_ui_renders_the_graph_the_frames_and_a_psf(local_stack: LiveStack, artifacts: Path):
+    frame = local_stack.waves[0][0]
+    url = local_stack.url
+    pages = {
+        "asset_graph": (f"{url}/asset-groups", ["psf_model", "roi_model", "light_curves"]),
+        "frames_partitions": (f"{url}/assets/calibrated_frame?view=partitions", [frame]),
+        "psf_metadata": (
+            f"{url}/assets/psf_model?view=partitions&partition={frame}",
+            ["reduced_chi2", "moffat_fwhm_pixels"],
+        ),
+    }
+    with browser_page() as page:
+        for name, (address, expected) in pages.items():
+            page.open(address, *expected)
+            shot = page.screenshot(artifacts / f"{name}.png")
+            assert shot.stat().st_size > 10_000, name
+    assert not page.errors, page.errors
