@@ -59,17 +59,27 @@ class Page:
         result = self.call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''")
         return result["result"].get("value", "")
 
-    def open(self, url: str, *expected: str, timeout: float = 90.0) -> str:
-        """Navigate to ``url`` and wait until its text holds every ``expected`` string; returns the text."""
+    def open(self, url: str, *expected: str, dismiss: str | None = None, timeout: float = 90.0) -> str:
+        """Navigate to ``url`` and wait until its text holds every ``expected`` string, clicking the
+        ``dismiss`` button of any dialog in the way; returns the text."""
+
+        def shows_everything() -> bool:
+            if dismiss:
+                self.click_button(dismiss)
+            return all(piece in self.text() for piece in expected)
+
         self.call("Page.navigate", url=url)
-        wait_until(
-            lambda: all(piece in self.text() for piece in expected),
-            f"{url} to show {expected}",
-            timeout,
-            interval=1.0,
-        )
+        wait_until(shows_everything, f"{url} to show {expected}", timeout, interval=1.0)
         time.sleep(2.0)  # late requests (charts, metadata) finish and report their errors
         return self.text()
+
+    def click_button(self, label: str) -> None:
+        """Click every button whose text is ``label`` (none: nothing happens)."""
+        script = (
+            "[...document.querySelectorAll('button')]"
+            f".filter(b => b.innerText.trim() === {json.dumps(label)}).forEach(b => b.click())"
+        )
+        self.call("Runtime.evaluate", expression=script)
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]

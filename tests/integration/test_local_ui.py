@@ -80,19 +80,25 @@ def artifacts() -> Path:
 
 
 def test_the_ui_renders_the_graph_the_frames_and_a_psf(local_stack: LiveStack, artifacts: Path):
-    frame = local_stack.waves[0][0]
+    first, second = local_stack.waves
     url = local_stack.url
     pages = {
-        "asset_graph": (f"{url}/asset-groups", ["psf_model", "roi_model", "light_curves"]),
-        "frames_partitions": (f"{url}/assets/calibrated_frame?view=partitions", [frame]),
+        "asset_graph": (
+            f"{url}/assets/psf_model?view=lineage&lineageScope=neighbors&lineageDepth=9",
+            ["calibrated_frame", "psf_model", "roi_model", "light_curves"],
+        ),
+        "frames_partitions": (
+            f"{url}/assets/calibrated_frame?view=partitions",
+            [first[0], second[-1], f"Materialized ({len(first) + len(second)})"],
+        ),
         "psf_metadata": (
-            f"{url}/assets/psf_model?view=partitions&partition={frame}",
-            ["reduced_chi2", "moffat_fwhm_pixels"],
+            f"{url}/assets/psf_model?view=partitions&partition={first[0]}",
+            ["reduced_chi2", "moffat_fwhm_pixels", "converged"],
         ),
     }
     with browser_page() as page:
         for name, (address, expected) in pages.items():
-            page.open(address, *expected)
+            page.open(address, *expected, dismiss="Skip")  # Dagster's newsletter prompt
             shot = page.screenshot(artifacts / f"{name}.png")
             assert shot.stat().st_size > 10_000, name
     assert not page.errors, page.errors

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,37 @@ class FrameOutcome:
         return values
 
 
+_COLUMN_TYPES = ((bool, "bool"), (int, "int"), (float, "float"), (str, "string"))
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _column_type(value: Any) -> str | None:
+    """The table column type of a plain metadata value; None for paths, tables and the like."""
+    return next((name for kind, name in _COLUMN_TYPES if isinstance(_plain(value), kind)), None)
+
+
 def _summary_table(outcomes: list[FrameOutcome]) -> dg.TableMetadataValue:
-    columns = [dg.TableColumn("frame", "string"), dg.TableColumn("eliminated", "bool")]
-    columns.append(dg.TableColumn("comment", "string"))
-    records = [
-        dg.TableRecord({"frame": o.partition_key, "eliminated": o.eliminated, "comment": o.comment or ""})
-        for o in outcomes
-    ]
-    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
+    """One row per frame of the run: status, and every plain number or text of its metadata
+    (e.g. a PSF's reduced chi2 and FWHM), so that each frame's materialisation shows them all."""
+    columns = {"frame": "string", "eliminated": "bool", "comment": "string"}
+    for outcome in outcomes:
+        for key, value in outcome.metadata.items():
+            kind = _column_type(value)
+            if kind is not None:
+                columns.setdefault(key, kind)
+    records = []
+    for o in outcomes:
+        values = {"frame": o.partition_key, "eliminated": o.eliminated, "comment": o.comment or ""}
+        for key in list(columns)[3:]:
+            value = _plain(o.metadata.get(key))
+            values[key] = value if _column_type(value) == columns[key] else None
+        records.append(dg.TableRecord(values))
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns.items()])
+    return dg.MetadataValue.table(records=records, schema=schema)
 
 
 def materialize_frames(
