@@ -5,7 +5,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -28,6 +30,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _plain(row: Any) -> Any:
+    """A row of statement parameters with numpy scalars replaced by their Python values."""
+    if isinstance(row, dict):
+        return {key: value.item() if isinstance(value, np.generic) else value for key, value in row.items()}
+    return type(row)(value.item() if isinstance(value, np.generic) else value for value in row)
+
+
+def _plain_parameters(_connection, _cursor, statement, parameters, _context, executemany):
+    """Numpy scalars reach the driver as Python values. Science code hands them over everywhere (an
+    MJD from astropy, a median), and the drivers mangle them: psycopg2 writes ``repr(value)``,
+    ``np.float64(...)`` under numpy 2, into the SQL; sqlite3 stores a ``numpy.bool_`` as bytes."""
+    if executemany:
+        return statement, [_plain(row) for row in parameters]
+    return statement, _plain(parameters)
+
+
 def create_science_engine(url: str) -> Engine:
     """A new engine for ``url``: SQLite gets WAL, a busy timeout and foreign keys.
 
@@ -40,8 +58,10 @@ def create_science_engine(url: str) -> Engine:
             raise FileNotFoundError(f"science database {database}: folder {Path(database).parent} is missing")
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "before_cursor_execute", _plain_parameters, retval=True)
+    return engine
 
 
 def alembic_config(connection: Connection) -> Config:

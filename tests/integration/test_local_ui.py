@@ -79,7 +79,7 @@ def artifacts() -> Path:
     return Path(os.environ.get(ARTIFACTS_ENV_VAR, default)) / "ui"
 
 
-def test_the_ui_renders_the_graph_the_frames_and_a_psf(local_stack: LiveStack, artifacts: Path):
+def test_the_ui_renders_the_graph_the_frames_the_sensors_and_a_psf(local_stack: LiveStack, artifacts: Path):
     first, second = local_stack.waves
     url = local_stack.url
     pages = {
@@ -90,6 +90,10 @@ def test_the_ui_renders_the_graph_the_frames_and_a_psf(local_stack: LiveStack, a
         "frames_partitions": (
             f"{url}/assets/calibrated_frame?view=partitions",
             [first[0], second[-1], f"Materialized ({len(first) + len(second)})"],
+        ),
+        "automation": (
+            f"{url}/automation",
+            ["raw_frames_sensor", "lightcurver_automation", "lightcurver_accelerator_automation"],
         ),
         "psf_metadata": (
             f"{url}/assets/psf_model?view=partitions&partition={first[0]}",

@@ -2,6 +2,7 @@
 
 import threading
 
+import numpy as np
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -118,6 +119,30 @@ def test_raw_file_registry(engine):
         assert registry["/raw/a.fits"] == RawFileRecord("a", "/raw/a.fits", 11, 5)
         assert raw_file_for(connection, "b").path == "/raw2/a.fits"
         assert raw_file_for(connection, "zzz") is None
+
+
+def test_numpy_scalars_are_written_as_their_values(engine):
+    """astropy and numpy hand over numpy scalars (an MJD, a median); psycopg2 alone would write
+    ``np.float64(...)`` into the SQL under numpy 2, sqlite3 a ``numpy.bool_`` as bytes."""
+    with engine.begin() as connection:
+        register_raw_files(connection, [RawFileRecord("a", "/raw/a.fits", 10, 1)], np.float64(61368.3))
+        upsert_frame(
+            connection,
+            {
+                "partition_key": "a",
+                "mjd": np.float64(61368.3),
+                "seeing_pixels": np.float32(3.25),
+                "eliminated": np.int64(1),
+                "exptime": np.float64("nan"),
+            },
+        )
+    with engine.connect() as connection:
+        row = connection.execute(select(frames)).mappings().one()
+        assert (row["mjd"], row["seeing_pixels"], row["eliminated"]) == (61368.3, 3.25, 1)
+        assert row["exptime"] is None or np.isnan(row["exptime"])
+        connection.execute(text("CREATE TEMPORARY TABLE flags (flag BOOLEAN)"))
+        connection.execute(text("INSERT INTO flags VALUES (:flag)"), {"flag": np.bool_(True)})
+        assert connection.execute(text("SELECT flag FROM flags")).scalar_one() == 1
 
 
 def test_duplicate_content_lookup_ignores_eliminated_frames(engine):
