@@ -37,11 +37,15 @@ def _plain(row: Any) -> Any:
     return type(row)(value.item() if isinstance(value, np.generic) else value for value in row)
 
 
-def _plain_parameters(_connection, _cursor, statement, parameters, _context, executemany):
+def _plain_parameters(_connection, _cursor, statement, parameters, _context, _executemany):
     """Numpy scalars reach the driver as Python values. Science code hands them over everywhere (an
     MJD from astropy, a median), and the drivers mangle them: psycopg2 writes ``repr(value)``,
-    ``np.float64(...)`` under numpy 2, into the SQL; sqlite3 stores a ``numpy.bool_`` as bytes."""
-    if executemany:
+    ``np.float64(...)`` under numpy 2, into the SQL; sqlite3 stores a ``numpy.bool_`` as bytes.
+
+    ``parameters`` is one row (a dict, or a tuple of values) or a list of rows; a bulk insert of many
+    rows in one statement arrives as one flattened dict, whatever the executemany flag says.
+    """
+    if isinstance(parameters, list):
         return statement, [_plain(row) for row in parameters]
     return statement, _plain(parameters)
 

@@ -25,7 +25,7 @@ from lightcurver_ops.db.frames import (
     upsert_frame,
 )
 from lightcurver_ops.db.psfs import psf_chi2_values, replace_psf
-from lightcurver_ops.db.schema import frames, metadata
+from lightcurver_ops.db.schema import frames, metadata, raw_files
 
 LIGHTCURVER_TABLES = {
     "frames",
@@ -140,9 +140,21 @@ def test_numpy_scalars_are_written_as_their_values(engine):
         row = connection.execute(select(frames)).mappings().one()
         assert (row["mjd"], row["seeing_pixels"], row["eliminated"]) == (61368.3, 3.25, 1)
         assert row["exptime"] is None or np.isnan(row["exptime"])
-        connection.execute(text("CREATE TEMPORARY TABLE flags (flag BOOLEAN)"))
-        connection.execute(text("INSERT INTO flags VALUES (:flag)"), {"flag": np.bool_(True)})
-        assert connection.execute(text("SELECT flag FROM flags")).scalar_one() == 1
+        connection.execute(text("CREATE TEMPORARY TABLE flags (flag BOOLEAN, value FLOAT)"))
+        connection.execute(text("INSERT INTO flags VALUES (:flag, 0)"), {"flag": np.bool_(True)})
+        many = [{"flag": False, "value": np.float64(v)} for v in (1.5, 2.5)]
+        connection.execute(text("INSERT INTO flags VALUES (:flag, :value)"), many)
+        rows = connection.execute(text("SELECT flag, value FROM flags ORDER BY value")).all()
+        assert [tuple(row) for row in rows] == [(1, 0.0), (0, 1.5), (0, 2.5)]
+    with engine.begin() as connection:  # many rows in one INSERT ... VALUES (SQLAlchemy's bulk path)
+        rows = [
+            {"partition_key": f"k{i}", "path": f"/raw/{i}", "size_bytes": np.int64(i)}
+            | {"mtime_ns": np.int64(i), "registered_mjd": np.float64(61000 + i)}
+            for i in range(3)
+        ]
+        connection.execute(raw_files.insert(), rows)
+        total = select(func.sum(raw_files.c.size_bytes)).where(raw_files.c.partition_key.like("k%"))
+        assert connection.execute(total).scalar_one() == 3
 
 
 def test_duplicate_content_lookup_ignores_eliminated_frames(engine):
