@@ -22,9 +22,10 @@ DEFAULT_BASELINE_CRON = "0 12 * * *"
 
 
 def inputs_exist() -> dg.AutomationCondition:
-    """Every input exists, with at least one frame for the per-frame ones (with no frame registered
-    no partition is missing, so ``~any_deps_missing()`` alone holds on an empty data set)."""
-    return AC.all_deps_match(~AC.missing())
+    """Every input exists (or is requested in the same tick), with at least one frame for the
+    per-frame ones (with no frame registered no partition is missing, so ``~any_deps_missing()``
+    alone holds on an empty data set)."""
+    return AC.all_deps_match(~AC.missing() | AC.will_be_requested())
 
 
 def follows_frames() -> dg.AutomationCondition:
