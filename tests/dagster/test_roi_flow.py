@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from benchmarks.photon_limit import photon_limit
 from lightcurver_ops import paths
 from lightcurver_ops.db.schema import roi_frame_fits
 from lightcurver_ops.db.stars import latest_star_set
-from lightcurver_ops.simulate import SimulationSpec, psf_stamp
+from lightcurver_ops.simulate import SimulationSpec
 from tests.dagster.pipeline import Pipeline
 from tests.ops.test_light_curves_browser import rendered_dom
 
@@ -39,33 +40,6 @@ def pipeline(tmp_path_factory) -> Pipeline:
     pipeline.materialize_each("star_reference_fluxes", "normalization_coefficient")
     pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
     return pipeline
-
-
-def photon_limit(pipeline: Pipeline, index: int) -> dict[str, float]:
-    """Relative flux error of each quasar image in a frame from photon and read noise alone: the
-    Fisher matrix of the images' amplitudes with the true PSF, fluxes, sky (lens light ignored)."""
-    spec, frame = pipeline.truth.spec, pipeline.truth.frames[index]
-    images = pipeline.truth.quasar_images
-    half = 16
-    x0 = round(np.mean([q.x_pixels[index] for q in images]))
-    y0 = round(np.mean([q.y_pixels[index] for q in images]))
-    size = 2 * half + 1 + 2 * 8
-    profiles = []
-    for q in images:
-        x, y = q.x_pixels[index], q.y_pixels[index]
-        ix, iy = round(x), round(y)
-        stamp = psf_stamp(frame, x - ix, y - iy, half_size=half)
-        canvas = np.zeros((size, size))
-        ox, oy = ix - x0 + 8, iy - y0 + 8
-        canvas[oy : oy + 2 * half + 1, ox : ox + 2 * half + 1] = stamp
-        profiles.append(canvas)
-    profiles = np.array(profiles)
-    fluxes = np.array([q.flux_e_per_s_per_frame[index] * frame.transparency for q in images])
-    variance = (np.tensordot(fluxes, profiles, axes=1) + frame.sky_level_e_per_s) / spec.exptime
-    variance += (spec.read_noise / spec.exptime) ** 2
-    fisher = np.einsum("kij,lij->kl", profiles / variance, profiles)
-    errors = np.sqrt(np.diag(np.linalg.inv(fisher)))
-    return {q.label: float(e / f) for q, e, f in zip(images, errors, fluxes, strict=True)}
 
 
 def epoch_table(pipeline: Pipeline) -> list[dict[str, str]]:
@@ -104,7 +78,7 @@ def test_light_curves_follow_the_injected_ones(pipeline: Pipeline):
         ratio = measured / injected
         scale = np.sum(ratio * injected**2 / errors**2) / np.sum(injected**2 / errors**2)
         residuals[q.label] = ratio / scale - 1
-        limit = np.sqrt(np.mean([photon_limit(pipeline, i)[q.label] ** 2 for i, _ in frames]))
+        limit = np.sqrt(np.mean([photon_limit(pipeline.truth, i)[q.label] ** 2 for i, _ in frames]))
         rms = float(np.sqrt(np.mean(residuals[q.label] ** 2)))
         chi2[q.label] = float(np.sum((measured - scale * injected) ** 2 / errors**2) / (len(frames) - 1))
         print(
