@@ -18,7 +18,7 @@ resident memory (largest process of its tree, from ``wait4``). Accuracy against 
 per quasar image the RMS (mmag) of the light curve after one global scale, chi2/dof of the reported
 uncertainties about it, the fraction of frames returned; the RMS (mmag) of the normalisation
 coefficients against the injected transparency after one global scale; and the data set's
-photon-noise limit per image (RMS over the frames of :func:`benchmarks.photon_limit.photon_limit`).
+photon-noise limit per image (RMS over the frames of :func:`lightcurver_ops.simulate.photon_noise_limit`).
 Figures go to ``benchmarks/results/compare_lightcurver.json``.
 
     .venv/bin/python -m benchmarks.compare_lightcurver [--frames 24] [--size 2048] [--workdir DIR]
@@ -47,9 +47,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from benchmarks.photon_limit import photon_limit
 from benchmarks.results_io import report
-from lightcurver_ops.simulate import SimulationSpec, SimulationTruth, simulate_dataset
+from lightcurver_ops.simulate import SimulationSpec, SimulationTruth, photon_noise_limit, simulate_dataset
 
 LIGHTCURVER_VERSION = "1.2.4"
 LIGHTCURVER_REQUIREMENTS = (f"lightcurver=={LIGHTCURVER_VERSION}", "pandas<3")
@@ -272,7 +271,7 @@ def accuracy(
 
 def photon_limits(truth: SimulationTruth) -> dict[str, float]:
     """Per image: RMS over all frames of the photon-noise limit of its relative flux (mmag)."""
-    limits = [photon_limit(truth, i) for i in range(len(truth.frames))]
+    limits = [photon_noise_limit(truth, i) for i in range(len(truth.frames))]
     return {
         f"photon_limit_{q.label}_mmag": float(MMAG * np.sqrt(np.mean([lim[q.label] ** 2 for lim in limits])))
         for q in truth.quasar_images

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from benchmarks.photon_limit import photon_limit
 from lightcurver_ops import paths
 from lightcurver_ops.db.schema import roi_frame_fits
 from lightcurver_ops.db.stars import latest_star_set
-from lightcurver_ops.simulate import SimulationSpec
+from lightcurver_ops.simulate import SimulationSpec, photon_noise_limit
 from tests.dagster.pipeline import Pipeline
 from tests.ops.test_light_curves_browser import rendered_dom
 
@@ -78,7 +77,7 @@ def test_light_curves_follow_the_injected_ones(pipeline: Pipeline):
         ratio = measured / injected
         scale = np.sum(ratio * injected**2 / errors**2) / np.sum(injected**2 / errors**2)
         residuals[q.label] = ratio / scale - 1
-        limit = np.sqrt(np.mean([photon_limit(pipeline.truth, i)[q.label] ** 2 for i, _ in frames]))
+        limit = np.sqrt(np.mean([photon_noise_limit(pipeline.truth, i)[q.label] ** 2 for i, _ in frames]))
         rms = float(np.sqrt(np.mean(residuals[q.label] ** 2)))
         chi2[q.label] = float(np.sum((measured - scale * injected) ** 2 / errors**2) / (len(frames) - 1))
         print(
