@@ -23,23 +23,28 @@ from lightcurver_ops.simulate import SimulationSpec, SimulationTruth, simulate_d
 class Pipeline:
     """Tick the raw-frames sensor, run what it asks, materialise assets, read the science database."""
 
-    def __init__(self, root: Path, truth: SimulationTruth) -> None:
+    def __init__(
+        self, root: Path, truth: SimulationTruth, instance: dg.DagsterInstance | None = None
+    ) -> None:
         self.root = root
         self.truth = truth
         self.config_path = root / "config.yaml"
         self.raw = root / "raw"
-        self.instance = dg.DagsterInstance.ephemeral()
+        self.instance = instance or dg.DagsterInstance.ephemeral()
         self.definitions = build_definitions(str(self.config_path))
         self.job = self.definitions.resolve_job_def("per_frame_job")
         self.config = load_config(self.config_path)
         self.engine = open_science_database(self.config.science_database_url)
 
     @classmethod
-    def simulated(cls, root: Path, spec: SimulationSpec, **config: Any) -> "Pipeline":
-        """Simulate a data set in ``root``, its config.yaml updated with ``config``."""
+    def simulated(
+        cls, root: Path, spec: SimulationSpec, instance: dg.DagsterInstance | None = None, **config: Any
+    ) -> "Pipeline":
+        """Simulate a data set in ``root``, its config.yaml updated with ``config``; Dagster state in
+        ``instance`` (default: an ephemeral, in-memory one)."""
         truth = simulate_dataset(root, spec)
         update_config(root / "config.yaml", **config)
-        return cls(root, truth)
+        return cls(root, truth, instance)
 
     def configure(self, **values: Any) -> None:
         """Edit config.yaml and pick the change up."""
@@ -83,11 +88,12 @@ class Pipeline:
             for run in result.run_requests
         ]
 
-    def ingest(self) -> None:
+    def ingest(self) -> list[dg.ExecuteInProcessResult]:
         """Age the raw files past the settle time, tick once and run what the sensor asks."""
         age_fresh(self.raw)
         runs = self.execute(self.tick())
         assert runs and all(run.success for run in runs)
+        return runs
 
     def materialize(self, *assets: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         """Materialise assets (per-frame ones over every registered frame) in one run."""
