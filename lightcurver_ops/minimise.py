@@ -1,5 +1,6 @@
 """Minimisation driven inside JAX: L-BFGS with early stopping on convergence, shared by the PSF and
-ROI fits (a fixed iteration count either wastes time or stops short)."""
+ROI fits (a fixed iteration count either wastes time or stops short), and STARRED's adabelief for
+losses with kinks (L1 and positivity penalties of a free pixel background), where L-BFGS stalls."""
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,33 @@ def minimise_lbfgs(loss, params, max_iter: int, tolerance):
     start = (params, solver.init(params), 0, 0, jnp.asarray(jnp.inf, jnp.float32), history)
     params, _, n, _, _, history = jax.lax.while_loop(cond, body, start)
     return params, history, n
+
+
+def minimise_adabelief(loss, params, iterations: int, learning_rate: float):
+    """STARRED's optax adabelief (``Optimizer(method="adabelief")``: ``scale_by_belief``, learning rate
+    decaying exponentially to 0.99 of ``learning_rate`` over the run) for ``iterations`` steps, inside
+    ``lax.fori_loop`` (traceable).
+
+    Returns
+    -------
+    params : pytree
+        The parameters after the last step.
+    history : jax.Array, shape (iterations,)
+        Loss before each step.
+    """
+    schedule = optax.exponential_decay(learning_rate, transition_steps=max(iterations, 1), decay_rate=0.99)
+    solver = optax.chain(optax.scale_by_belief(), optax.scale_by_schedule(schedule), optax.scale(-1.0))
+    value_and_grad = jax.value_and_grad(loss)
+
+    def body(i, carry):
+        p, state, history = carry
+        value, grad = value_and_grad(p)
+        updates, state = solver.update(grad, state, p)
+        return optax.apply_updates(p, updates), state, history.at[i].set(value)
+
+    history = jnp.full(iterations, jnp.nan, dtype=jnp.float32)
+    params, _, history = jax.lax.fori_loop(0, iterations, body, (params, solver.init(params), history))
+    return params, history
 
 
 def levenberg_marquardt(model, theta, data, weight, iterations: int, free=None):

@@ -109,7 +109,8 @@ def test_astrometry_of_the_images(pipeline: Pipeline):
     for q in pipeline.truth.quasar_images:
         ra, dec = positions[q.label]
         separation = math.hypot((ra - q.ra) * math.cos(math.radians(q.dec)), dec - q.dec) * 3600
-        # measured: A 0.077 px, B 0.037, C 0.043, D 0.114 (the target of 0.05 px is not met yet)
+        # measured: A 0.014 px, B 0.011, C 0.017, D 0.058 (D, 20.2 mag on the lens galaxy: its photon
+        # limit alone is 0.048 px per axis, so the 0.05 px target is at its noise floor)
         print(f"{q.label}: astrometry {separation / scale:.3f} px")
         assert separation / scale < 0.15, (q.label, separation / scale)
 

@@ -134,8 +134,11 @@ def test_joint_model_and_frame_fits_recover_a_blended_pair():
     assert np.max(np.abs(model.positions - SOURCES)) < 0.05
     # each epoch's translation rests on two sources of S/N ~100: about 0.03 px per axis
     assert np.max(np.abs(model.translations[1:] - model.translations[0] - shifts[1:])) < 0.1
-    assert np.max(np.abs(model.fluxes / fluxes - 1)) < 0.05
     fits = frame_fits(cube, model)
+    # the joint fluxes within 3 sigma of the injected ones (sigma: the frame fits' photon errors, 2 %
+    # for A and 3 % for B, the fainter of the blended pair)
+    errors = np.array([fit.flux_uncertainties for fit in fits])
+    assert np.max(np.abs(model.fluxes - fluxes) / errors) < 3
     pulls = np.array([(fit.fluxes - f) / fit.flux_uncertainties for fit, f in zip(fits, fluxes, strict=True)])
     assert np.all(np.abs(pulls.mean(axis=0)) < 1.2), pulls
     assert 0.5 < np.std(pulls) < 1.5
