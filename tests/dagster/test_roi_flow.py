@@ -110,9 +110,10 @@ def test_astrometry_of_the_images(pipeline: Pipeline):
         ra, dec = positions[q.label]
         separation = math.hypot((ra - q.ra) * math.cos(math.radians(q.dec)), dec - q.dec) * 3600
         # measured: A 0.014 px, B 0.011, C 0.017, D 0.058 (D, 20.2 mag on the lens galaxy: its photon
-        # limit alone is 0.048 px per axis, so the 0.05 px target is at its noise floor)
+        # limit alone is 0.048 px per axis, 0.068 px in radius, so 0.05 px is below its noise floor)
         print(f"{q.label}: astrometry {separation / scale:.3f} px")
-        assert separation / scale < 0.15, (q.label, separation / scale)
+        bound = 0.1 if q.label == "D" else 0.05
+        assert separation / scale < bound, (q.label, separation / scale)
 
 
 def test_products_and_the_page_in_a_browser(pipeline: Pipeline, tmp_path: Path):
