@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks.results_io import RESULTS_DIR, report
+from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_ops.psf import SHARED_CACHE_ENV_VAR
 from lightcurver_ops.simulate import SimulationSpec
 from tests.dagster.pipeline import Pipeline
@@ -40,7 +41,8 @@ def processed(root: Path, n_frames: int, size: int) -> Pipeline:
     spec = SimulationSpec(n_frames=n_frames + 1, nx=size, ny=size, seed=3, exptime=1200.0)
     pipeline = Pipeline.simulated(root, spec, stars_to_use_psf=6, stars_to_use_norm=30)
     pipeline.hold_back_last_frame()
-    pipeline.ingest()
+    while len(pipeline.instance.get_dynamic_partitions(frames_partitions.name)) < n_frames:
+        pipeline.ingest()  # as the sensor: at most ingest_max_frames_per_run frames a tick
     pipeline.materialize_each("footprints", "reference_stars", "cutouts", "psf_model", "star_fluxes")
     pipeline.materialize_each("zeropoint", "star_reference_fluxes", "normalization_coefficient")
     pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
