@@ -27,7 +27,7 @@ from lightcurver_ops.roi_cube import RoiCube
 from lightcurver_ops.roi_model import fit_roi_model
 from lightcurver_ops.roi_photometry import fit_roi_frame
 from lightcurver_ops.simulate import SimulationSpec
-from tests.dagster.pipeline import Pipeline
+from tests.dagster.pipeline import TO_NORMALISATION, Pipeline
 
 
 def subset(cube: RoiCube, n: int) -> RoiCube:
@@ -46,16 +46,7 @@ def main() -> None:
         pipeline = Pipeline.simulated(Path(tmp) / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=30)
         truth = pipeline.truth
         pipeline.ingest()
-        pipeline.materialize_each(
-            "footprints",
-            "reference_stars",
-            "cutouts",
-            "psf_model",
-            "star_fluxes",
-            "zeropoint",
-            "star_reference_fluxes",
-            "normalization_coefficient",
-        )
+        pipeline.materialize_each(*TO_NORMALISATION, "zeropoint")
         config = pipeline.config
         with pipeline.engine.connect() as connection:
             set_hash = latest_star_set(connection)

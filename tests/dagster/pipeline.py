@@ -19,6 +19,17 @@ from lightcurver_ops.db.engine import open_science_database
 from lightcurver_ops.db.schema import frames
 from lightcurver_ops.simulate import SimulationSpec, SimulationTruth, simulate_dataset
 
+TO_NORMALISATION = (
+    "footprints",
+    "reference_stars",
+    "cutouts",
+    "psf_model",
+    "star_fluxes",
+    "star_reference_fluxes",
+    "normalization_coefficient",
+)
+"""The assets from registered frames to normalisation coefficients, in dependency order."""
+
 
 class Pipeline:
     """Tick the raw-frames sensor, run what it asks, materialise assets, read the science database."""

@@ -18,7 +18,7 @@ from lightcurver_ops.db.schema import (
     star_reference_fluxes,
 )
 from lightcurver_ops.simulate import SimulationSpec, psf_stamp
-from tests.dagster.pipeline import Pipeline
+from tests.dagster.pipeline import TO_NORMALISATION, Pipeline
 
 N_FRAMES = 8
 
@@ -190,15 +190,7 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
     pipeline = Pipeline.simulated(tmp_path / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=60)
     truth = pipeline.truth
     pipeline.ingest()
-    pipeline.materialize_each(
-        "footprints",
-        "reference_stars",
-        "cutouts",
-        "psf_model",
-        "star_fluxes",
-        "star_reference_fluxes",
-        "normalization_coefficient",
-    )
+    pipeline.materialize_each(*TO_NORMALISATION)
     rows = pipeline.rows()
     with pipeline.engine.connect() as connection:
         coefficients = {

@@ -16,7 +16,7 @@ import requests
 from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.processes import stop, wait_until
-from tests.ops.test_light_curves_browser import BROWSERS, find_browser
+from tests.ops.test_light_curves_browser import headless_browser
 
 
 class Page:
@@ -91,20 +91,8 @@ class Page:
 @contextmanager
 def browser_page() -> Iterator[Page]:
     """A page of a fresh headless Chromium (temporary profile), closed at the end."""
-    binary = find_browser()
-    assert binary is not None, f"no headless browser found on PATH (looked for {', '.join(BROWSERS)})"
     with tempfile.TemporaryDirectory(prefix="lc-chromium-") as profile:
-        command = [
-            binary,
-            "--headless=new",
-            "--disable-gpu",
-            "--no-sandbox",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--remote-debugging-port=0",
-            "about:blank",
-        ]
+        command = [*headless_browser(profile), "--remote-debugging-port=0", "about:blank"]
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

@@ -23,21 +23,21 @@ def find_browser():
     return None
 
 
-def rendered_dom(page, profile) -> str:
-    """The DOM of ``page`` after its scripts ran in headless Chromium with no network."""
+def headless_browser(profile) -> list[str]:
+    """The start of a headless Chromium command line with its own profile directory."""
     browser = find_browser()
     assert browser is not None, (
         f"no headless browser found on PATH (looked for {', '.join(BROWSERS)}); "
         "install one with `apt-get install -y --no-install-recommends chromium` (scripts/test.sh does)"
     )
+    flags = ["--headless=new", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage", "--no-first-run"]
+    return [browser, *flags, f"--user-data-dir={profile}"]
+
+
+def rendered_dom(page, profile) -> str:
+    """The DOM of ``page`` after its scripts ran in headless Chromium with no network."""
     command = [
-        browser,
-        "--headless=new",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
+        *headless_browser(profile),
         "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: any network request would fail
         "--virtual-time-budget=10000",
         "--dump-dom",
