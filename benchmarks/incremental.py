@@ -1,27 +1,54 @@
-"""Cost of adding one frame to an already processed data set of N frames, for N = 12, 48, 192.
+"""Cost of adding one frame to an already processed data set of N frames, for N = 12, 48, 192,
+for this project and for lightcurver 1.2.4.
 
 For each N: simulate N + 1 small frames, process the first N through every asset in Dagster (a
 temporary instance, in-process runs, as ``lightcurver-dagster run`` does), then drop the last frame
-and time what its arrival costs: the raw-frames sensor's run (``calibrated_frame``,
+and time what the arrival of each of the next frames costs (three by default, one after the
+other; the median is reported, as a frame's PSF fit runs until it converges and its iteration count
+varies from frame to frame): the raw-frames sensor's run (``calibrated_frame``,
 ``plate_solution``), the frame's own partition of every later per-frame asset, and the all-frames
 assets that follow the frames (``footprints``, ``light_curves``). The baselines (reference stars,
 normalisation reference fluxes, ROI model) are not rebuilt: that is the nightly cron's job. The goal
 is a cost flat in N. One JAX compilation cache serves every N (the first N pays the one-frame
 programs' compilation unless the cache already holds them).
 
-    .venv/bin/python -m benchmarks.incremental [--sizes 12 48 192] [--size 384]
+lightcurver (``--system lightcurver``, in its own virtualenv as in
+:mod:`benchmarks.compare_lightcurver`, its template config with the data set's keys) processes the
+same N frames with its ``WorkflowManager``; then each late frame is dropped into its raw directory and
+the whole workflow runs again, as a lightcurver user does every night: its per-frame tasks skip the
+frames already done, its normalisation and ROI tasks redo all frames. The seconds of each task come
+from the driver's timings.
+
+    .venv/bin/python -m benchmarks.incremental [--system dagster|lightcurver|both] [--sizes 12 48 192]
+        [--size 384] [--late 3]
+
+Figures go to ``benchmarks/results/incremental_<system>.json``.
 """
 
 import argparse
+import json
 import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
+from benchmarks.compare_lightcurver import (
+    DRIVER,
+    ensure_lightcurver_venv,
+    lightcurver_template,
+    print_tail,
+    run_measured,
+    subprocess_env,
+    write_lightcurver_config,
+)
 from benchmarks.results_io import RESULTS_DIR, report
 from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_ops.psf import SHARED_CACHE_ENV_VAR
-from lightcurver_ops.simulate import SimulationSpec
+from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
 from tests.dagster.pipeline import Pipeline
 
 BASELINES = ("footprints", "reference_stars", "star_reference_fluxes", "roi_cube", "roi_model")
@@ -36,11 +63,15 @@ PER_FRAME = (
 FOLLOWERS = ("footprints", "light_curves")
 
 
-def processed(root: Path, n_frames: int, size: int) -> Pipeline:
-    """N frames through every asset; the (N + 1)-th held back."""
-    spec = SimulationSpec(n_frames=n_frames + 1, nx=size, ny=size, seed=3, exptime=1200.0)
+def dataset_spec(n_frames: int, size: int, n_late: int) -> SimulationSpec:
+    return SimulationSpec(n_frames=n_frames + n_late, nx=size, ny=size, seed=3, exptime=1200.0)
+
+
+def processed(root: Path, n_frames: int, size: int, n_late: int) -> Pipeline:
+    """N frames through every asset; the next ``n_late`` held back."""
+    spec = dataset_spec(n_frames, size, n_late)
     pipeline = Pipeline.simulated(root, spec, stars_to_use_psf=6, stars_to_use_norm=30)
-    pipeline.hold_back_last_frame()
+    pipeline.hold_back_last_frames(n_late)
     while len(pipeline.instance.get_dynamic_partitions(frames_partitions.name)) < n_frames:
         pipeline.ingest()  # as the sensor: at most ingest_max_frames_per_run frames a tick
     pipeline.materialize_each("footprints", "reference_stars", "cutouts", "psf_model", "star_fluxes")
@@ -50,7 +81,7 @@ def processed(root: Path, n_frames: int, size: int) -> Pipeline:
 
 
 def one_more_frame(pipeline: Pipeline) -> dict[str, float]:
-    """Seconds of each run the late frame causes."""
+    """Seconds of each run the next late frame causes, and its PSF fit's iterations."""
     seconds = {}
     key = pipeline.release_late_frame()
     start = time.perf_counter()
@@ -58,8 +89,12 @@ def one_more_frame(pipeline: Pipeline) -> dict[str, float]:
     seconds["sensor_run"] = time.perf_counter() - start
     for name in PER_FRAME:
         start = time.perf_counter()
-        assert pipeline.materialize_partition(name, key).success, name
+        result = pipeline.materialize_partition(name, key)
         seconds[name] = time.perf_counter() - start
+        assert result.success, name
+        if name == "psf_model":
+            (materialization,) = result.asset_materializations_for_node(name)
+            seconds["psf_iterations"] = materialization.metadata["iterations"].value
     for name in FOLLOWERS:
         start = time.perf_counter()
         assert pipeline.materialize(name).success, name
@@ -67,25 +102,88 @@ def one_more_frame(pipeline: Pipeline) -> dict[str, float]:
     return seconds
 
 
+def dagster_arrivals(root: Path, n: int, size: int, n_late: int) -> tuple[float, list[dict[str, float]]]:
+    """Set-up seconds and each late frame's costs in this project."""
+    start = time.perf_counter()
+    pipeline = processed(root / "sim", n, size, n_late)
+    setup = time.perf_counter() - start
+    return setup, [one_more_frame(pipeline) for _ in range(n_late)]
+
+
+def lightcurver_arrivals(root: Path, n: int, size: int, n_late: int) -> tuple[float, list[dict[str, float]]]:
+    """Set-up seconds and each late frame's costs in lightcurver: its whole workflow run again."""
+    python = ensure_lightcurver_venv()
+    dataset_dir = root / "dataset"
+    truth = simulate_dataset(dataset_dir, dataset_spec(n, size, n_late))
+    dataset = yaml.safe_load((dataset_dir / "config.yaml").read_text())
+    workdir = root / "lightcurver"
+    config = write_lightcurver_config(lightcurver_template(python), dataset, workdir)
+    catalog = dataset_dir / dataset["gaia_catalog_file"]
+    raw, late = dataset_dir / "raw", dataset_dir / "late"
+    late.mkdir()
+    for frame in truth.frames[-n_late:]:
+        (raw / frame.file_name).rename(late / frame.file_name)
+
+    def workflow(name: str) -> dict[str, float]:
+        timings = workdir / f"timings_{name}.json"
+        measured = run_measured(
+            [str(python), str(DRIVER), str(config), str(catalog), str(timings)],
+            workdir / f"run_{name}.log",
+            subprocess_env(),
+        )
+        if measured.returncode != 0:
+            print_tail("lightcurver", measured)
+            raise RuntimeError(f"lightcurver failed ({name}); log in {workdir}")
+        return {"total": measured.wall_s} | json.loads(timings.read_text())["tasks"]
+
+    setup = workflow("setup")["total"]
+    arrivals = []
+    for frame in truth.frames[-n_late:]:
+        (late / frame.file_name).rename(raw / frame.file_name)
+        seconds = workflow(Path(frame.file_name).stem)
+        arrivals.append({"one_frame_total": seconds.pop("total")} | seconds)
+    return setup, arrivals
+
+
+SYSTEMS: dict[str, Callable[[Path, int, int, int], tuple[float, list[dict[str, float]]]]] = {
+    "dagster": dagster_arrivals,
+    "lightcurver": lightcurver_arrivals,
+}
+
+
+def medians(arrivals: list[dict[str, float]]) -> dict[str, float | str]:
+    """Median of each figure over the late frames, and the values themselves."""
+    figures: dict[str, float | str] = {}
+    for name in arrivals[0]:
+        values = [arrival[name] for arrival in arrivals]
+        suffix = "" if name == "psf_iterations" else "_s"
+        figures[f"{name}{suffix}"] = statistics.median(values)
+        figures[f"{name}{suffix}_each"] = ", ".join(f"{v:.3g}" for v in values)
+    return figures
+
+
 def main() -> None:
     # one JAX compilation cache for every N: the one-frame programs compile once, not per data set
     os.environ.setdefault(SHARED_CACHE_ENV_VAR, str(RESULTS_DIR / ".jax_cache"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", choices=[*SYSTEMS, "both"], default="both")
     parser.add_argument("--sizes", type=int, nargs="+", default=[12, 48, 192])
     parser.add_argument("--size", type=int, default=384, help="frame side, pixels")
+    parser.add_argument("--late", type=int, default=3, help="frames added one after the other")
     args = parser.parse_args()
-    figures: dict[str, float | int | str] = {"frame_size": args.size}
-    for n in args.sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            pipeline = processed(Path(tmp) / "sim", n, args.size)
-            figures[f"N{n}_setup_s"] = time.perf_counter() - start
-            seconds = one_more_frame(pipeline)
-        for name, value in seconds.items():
-            figures[f"N{n}_{name}_s"] = value
-        figures[f"N{n}_one_frame_total_s"] = sum(seconds.values())
-        print(f"N = {n}: one more frame {sum(seconds.values()):.1f} s", flush=True)
-    report("incremental", figures)
+    for system in SYSTEMS if args.system == "both" else [args.system]:
+        figures: dict[str, float | int | str] = {"frame_size": args.size, "late_frames": args.late}
+        for n in args.sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                setup, arrivals = SYSTEMS[system](Path(tmp), n, args.size, args.late)
+            if system == "dagster":
+                for arrival in arrivals:
+                    arrival["one_frame_total"] = sum(v for k, v in arrival.items() if k != "psf_iterations")
+            figures[f"N{n}_setup_s"] = setup
+            figures |= {f"N{n}_{name}": value for name, value in medians(arrivals).items()}
+            total = figures[f"N{n}_one_frame_total_s"]
+            print(f"{system}, N = {n}: one more frame {total:.1f} s (median)", flush=True)
+        report(f"incremental_{system}", figures)
 
 
 if __name__ == "__main__":

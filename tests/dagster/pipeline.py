@@ -66,19 +66,19 @@ class Pipeline:
         """Pick up an edited config.yaml."""
         self.config = load_config(self.config_path)
 
-    def hold_back_last_frame(self) -> Path:
-        """Move the last raw frame to ``late/`` (it arrives later: :meth:`release_late_frame`)."""
+    def hold_back_last_frames(self, n: int = 1) -> None:
+        """Move the last ``n`` raw frames to ``late/``; they arrive later, one at a time and in their
+        order, with :meth:`release_late_frame`."""
         late = self.root / "late"
         late.mkdir(exist_ok=True)
-        name = self.truth.frames[-1].file_name
-        (self.raw / name).rename(late / name)
-        return late / name
+        for frame in self.truth.frames[-n:]:
+            (self.raw / frame.file_name).rename(late / frame.file_name)
 
     def release_late_frame(self) -> str:
-        """Drop the held-back frame into the raw directory; returns its partition key."""
-        name = self.truth.frames[-1].file_name
-        (self.root / "late" / name).rename(self.raw / name)
-        return self.key_of(name)
+        """Drop the first held-back frame into the raw directory; returns its partition key."""
+        path = min((self.root / "late").glob("*.fits"))
+        path.rename(self.raw / path.name)
+        return self.key_of(path.name)
 
     def tick(self) -> dg.SensorResult | dg.SkipReason:
         resources = build_resources(str(self.config_path))

@@ -33,7 +33,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
         stars_to_use_norm=60,
         star_max_astrometric_excess_noise=None,
     )
-    pipeline.hold_back_last_frame()  # it arrives after the baseline exists
+    pipeline.hold_back_last_frames()  # it arrives after the baseline exists
     pipeline.ingest()
     pipeline.materialize_each("footprints", "reference_stars", "cutouts", "psf_model", "star_fluxes")
     return pipeline
@@ -126,8 +126,29 @@ def test_baseline_rejects_the_variable_and_coefficients_follow_transparency(pipe
     )
     ratio = np.log(measured / flux_scales(pipeline)[0])
     rms_mmag = 1085.7 * np.std(ratio - ratio.mean())
-    assert rms_mmag <= 8.0, rms_mmag
+    print(f"coefficients against the stars' true flux scale: {rms_mmag:.2f} mmag RMS")
+    assert rms_mmag <= 2.0, rms_mmag
     assert (pipeline.config.workdir / paths.NORMALIZATION_PLOT).stat().st_size > 10_000
+
+    # the constant stars divided by the coefficients scatter about their reference fluxes like their
+    # photon noise
+    with pipeline.engine.connect() as connection:
+        fluxes = [dict(r) for r in connection.execute(select(star_flux_in_frame)).mappings()]
+    pulls = [
+        (
+            row["flux"] / coefficients[row["frame_id"]].coefficient
+            - baseline[row["star_gaia_id"]].reference_flux
+        )
+        / (row["flux_uncertainty"] / coefficients[row["frame_id"]].coefficient)
+        for row in fluxes
+        if row["frame_id"] in coefficients
+        and row["star_gaia_id"] in baseline
+        and sources[row["star_gaia_id"]].kind == "star"
+        and not baseline[row["star_gaia_id"]].rejected
+    ]
+    print(f"normalised constant stars: scatter {np.std(pulls):.2f} x their photon noise")
+    assert len(pulls) > 20 * N_FRAMES
+    assert np.std(pulls) <= 1.2, np.std(pulls)
 
 
 def test_a_late_frame_runs_alone_and_matches_a_rebuilt_baseline(pipeline: Pipeline):
@@ -174,9 +195,13 @@ def test_zero_points_match_the_simulator(pipeline: Pipeline):
 
 def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_path: Path):
     """Compact PSFs (Moffat index 6-8, no wing) lie inside the stamps: the flux scale is then the
-    transparency itself. Measured 6.7 mmag RMS, against a target of 2: the PSF model's share of the
-    flux still varies by about 1 % with the seeing (smaller in the worst seeing), which normalisation
-    cannot remove. This bound guards the figure; the target is open."""
+    transparency itself, provided the PSF model holds the whole flux. Its share varies from frame to
+    frame by a few tenths of a percent, for two reasons measured on this data set (RMS over 8 frames):
+    the noise of the model's outskirts when it rests on a few faint stars (6 PSF stars: 6.7 mmag;
+    15: 3.1 mmag) and the stars' local sky, a little over-subtracted where the mesh background takes
+    in their light (``mask_sources_before_background``: 3.1 -> 1.9 mmag). Offsets of 1e-4 of the sky
+    under a star's 24 x 24 stamp shift the share by 0.5 %: the same set-up exposed 4 times longer
+    gave 3.7 mmag, so the target of 2 mmag is not yet held in general; this bound guards the figure."""
     spec = SimulationSpec(
         n_frames=N_FRAMES,
         nx=512,
@@ -187,7 +212,13 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
         moffat_beta_range=(6.0, 8.0),
         wing_fraction_range=(0.0, 0.0),
     )
-    pipeline = Pipeline.simulated(tmp_path / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=60)
+    pipeline = Pipeline.simulated(
+        tmp_path / "sim",
+        spec,
+        stars_to_use_psf=15,
+        stars_to_use_norm=60,
+        mask_sources_before_background=True,
+    )
     truth = pipeline.truth
     pipeline.ingest()
     pipeline.materialize_each(*TO_NORMALISATION)
@@ -200,4 +231,4 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
     ratio = np.log(measured / np.array([f.transparency for f in truth.frames]))
     rms_mmag = 1085.7 * np.std(ratio - ratio.mean())
     print(f"coefficients against the transparency: {rms_mmag:.2f} mmag RMS")
-    assert rms_mmag <= 8.0, rms_mmag
+    assert rms_mmag <= 3.0, rms_mmag

@@ -33,7 +33,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
         stars_to_use_norm=30,
         roi_deconv_all_iters=1500,
     )
-    pipeline.hold_back_last_frame()
+    pipeline.hold_back_last_frames()
     pipeline.ingest()
     pipeline.materialize_each("footprints", "reference_stars", *CHAIN)
     pipeline.materialize_each("star_reference_fluxes", "normalization_coefficient")
@@ -100,20 +100,50 @@ def test_light_curves_follow_the_injected_ones(pipeline: Pipeline):
     assert abs(observed - predicted) < 0.5
 
 
-def test_astrometry_of_the_images(pipeline: Pipeline):
+def astrometry_errors(pipeline: Pipeline) -> dict[str, float]:
+    """Distance of each image's published position (astrometry JSON) from the injected one, pixels."""
     roi = pipeline.config.roi_name
     positions = json.loads(
         (pipeline.config.workdir / paths.LIGHT_CURVES_DIR / f"{roi}_astrometry.json").read_text()
     )
-    scale = pipeline.truth.spec.pixel_scale
+    errors = {}
     for q in pipeline.truth.quasar_images:
         ra, dec = positions[q.label]
         separation = math.hypot((ra - q.ra) * math.cos(math.radians(q.dec)), dec - q.dec) * 3600
-        # measured: A 0.014 px, B 0.011, C 0.017, D 0.058 (D, 20.2 mag on the lens galaxy: its photon
-        # limit alone is 0.048 px per axis, 0.068 px in radius, so 0.05 px is below its noise floor)
-        print(f"{q.label}: astrometry {separation / scale:.3f} px")
-        bound = 0.1 if q.label == "D" else 0.05
-        assert separation / scale < bound, (q.label, separation / scale)
+        errors[q.label] = separation / pipeline.truth.spec.pixel_scale
+    print("astrometry (px): " + ", ".join(f"{label} {error:.3f}" for label, error in errors.items()))
+    return errors
+
+
+def test_astrometry_of_the_images(pipeline: Pipeline):
+    # measured: A 0.014 px, B 0.011, C 0.017, D 0.058 (D, 20.2 mag on the lens galaxy: its photon
+    # limit alone is 0.048 px per axis, 0.068 px in radius, so 0.05 px is below its noise floor here;
+    # the next test holds every image to 0.05 px where the photons allow it)
+    for label, error in astrometry_errors(pipeline).items():
+        assert error < (0.1 if label == "D" else 0.05), (label, error)
+
+
+def test_astrometry_within_a_twentieth_of_a_pixel_at_high_signal_to_noise(tmp_path: Path):
+    """The same sky exposed 12.5 times longer (8 frames of 15 000 s, saturation raised to match):
+    D's photon limit falls to about 0.015 px per axis, and every image must lie within 0.05 px."""
+    spec = SimulationSpec(
+        n_frames=8,
+        nx=512,
+        ny=512,
+        seed=21,
+        star_density=10.0,
+        exptime=15000.0,
+        saturation_adu=2.0e6,
+    )
+    pipeline = Pipeline.simulated(
+        tmp_path / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=30, roi_deconv_all_iters=1500
+    )
+    pipeline.ingest()
+    pipeline.materialize_each("footprints", "reference_stars", *CHAIN)
+    pipeline.materialize_each("star_reference_fluxes", "normalization_coefficient")
+    pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
+    for label, error in astrometry_errors(pipeline).items():
+        assert error < 0.05, (label, error)
 
 
 def test_products_and_the_page_in_a_browser(pipeline: Pipeline, tmp_path: Path):
