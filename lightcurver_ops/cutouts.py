@@ -136,6 +136,8 @@ def _bad_lines_along(image: np.ndarray, rms: float, n_sigma: float) -> np.ndarra
 def _column_median(array: np.ndarray) -> np.ndarray:
     """Median of the finite values of each column (faster than ``np.nanmedian(axis=0)``); NaN if none."""
     finite = np.isfinite(array)
+    if finite.all():
+        return np.median(array, axis=0)  # a partial sort: a third of the time of the sort below
     n = np.count_nonzero(finite, axis=0)
     ordered = np.sort(np.where(finite, array, np.inf), axis=0)
     low = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[None, :], axis=0)[0]

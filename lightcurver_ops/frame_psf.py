@@ -76,25 +76,44 @@ def write_psf(path: Path, fit: PsfFit, names: Sequence[str], subsampling: int) -
         )
 
 
+def _mosaic(stamps: Sequence[np.ndarray]) -> np.ndarray:
+    """Stamps of one size side by side, separated by a column of NaN (drawn blank)."""
+    size = stamps[0].shape[0]
+    gap = np.full((size, 1), np.nan)
+    return np.hstack([part for stamp in stamps for part in (stamp, gap)][:-1])
+
+
 def plot_psf_fit(stars: PsfStars, fit: PsfFit, names: Sequence[str], path: Path, title: str) -> Path:
-    """Stars, residuals in noise units, the full PSF and the loss curve of one frame's fit."""
+    """Stars, residuals in noise units, the full PSF and the loss curve of one frame's fit.
+
+    The stars and their residuals are drawn as two mosaics (one image each, labelled per star):
+    a grid of one axes per star cost about 1 s per frame in matplotlib's layout.
+    """
     n = len(names)
-    figure = Figure(figsize=(2.2 * (n + 1), 4.6), dpi=90)
-    axes = figure.subplots(2, n + 1, squeeze=False)
+    size = stars.data.shape[1]
+    shown = [np.where(stars.mask[i], np.nan, stars.data[i]) for i in range(n)]
+    shown = [np.arcsinh(data / (np.nanstd(data) or 1.0)) for data in shown]
+    figure = Figure(figsize=(max(6.0, 0.75 * n + 3.5), 5.0), dpi=90)
+    grid = figure.add_gridspec(2, 2, width_ratios=[max(n, 2), 2])
+    stars_axes, residual_axes = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[1, 0])
+    stars_axes.imshow(_mosaic(shown), origin="lower", cmap="gray")
+    image = residual_axes.imshow(_mosaic(fit.residuals[:n]), origin="lower", cmap="RdBu_r", vmin=-3, vmax=3)
     for index, name in enumerate(names):
-        data = np.where(stars.mask[index], np.nan, stars.data[index])
-        axes[0, index].imshow(np.arcsinh(data / np.nanstd(data)), origin="lower", cmap="gray")
-        axes[0, index].set_title(f"star {name}")
-        image = axes[1, index].imshow(fit.residuals[index], origin="lower", cmap="RdBu_r", vmin=-3, vmax=3)
-        axes[1, index].set_title(f"chi2 {fit.chi2_per_star[index]:.2f}")
-    figure.colorbar(image, ax=axes[1, n - 1], fraction=0.046, label="residual / sigma")
-    axes[0, n].imshow(np.log10(np.maximum(fit.full_psf, 1e-6)), origin="lower", cmap="magma")
-    axes[0, n].set_title("full PSF (log)")
-    axes[1, n].plot(fit.loss_history)
-    axes[1, n].set_yscale("log")
-    axes[1, n].set_title("loss")
-    for ax in axes[:, :n].ravel():
+        centre = index * (size + 1) + (size - 1) / 2
+        stars_axes.text(centre, size, str(name), ha="center", va="bottom", fontsize=7)
+        residual_axes.text(centre, -1, f"{fit.chi2_per_star[index]:.2f}", ha="center", va="top", fontsize=7)
+    stars_axes.set_title("PSF stars", fontsize=9, pad=12)
+    residual_axes.set_title("residual / sigma (reduced chi2 below each star)", fontsize=9)
+    for ax in (stars_axes, residual_axes):
         ax.set_axis_off()
+    colorbar = figure.colorbar(image, ax=residual_axes, orientation="horizontal", fraction=0.08, pad=0.12)
+    colorbar.set_label("residual / sigma", fontsize=8)
+    psf_axes, loss_axes = figure.add_subplot(grid[0, 1]), figure.add_subplot(grid[1, 1])
+    psf_axes.imshow(np.log10(np.maximum(fit.full_psf, 1e-6)), origin="lower", cmap="magma")
+    psf_axes.set_title("full PSF (log)", fontsize=9)
+    loss_axes.plot(fit.loss_history)
+    loss_axes.set_yscale("log")
+    loss_axes.set_title("loss", fontsize=9)
     figure.suptitle(f"{title}: reduced chi2 {fit.reduced_chi2:.2f}, FWHM {fit.moffat_fwhm_pixels:.2f} px")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
