@@ -56,16 +56,18 @@ RMS_OVER_LIMIT = 1.5
 (measured: A 0.97, B 0.90, C 0.83, D 0.42; the 0.56" pair A-B included)."""
 
 
-def test_light_curves_follow_the_injected_ones(pipeline: Pipeline):
+def curve_statistics(pipeline: Pipeline, n_frames: int) -> dict[str, tuple[np.ndarray, float, float]]:
+    """Per quasar image: residuals about the injected curve after one global scale, their RMS over
+    the photon-noise limit, and the chi2/dof of the reported errors, over the first ``n_frames``."""
     rows = {int(r["frame_id"]): r for r in epoch_table(pipeline)}
     ids = pipeline.rows()
     frames = [
         (i, f)
-        for i, f in enumerate(pipeline.truth.frames[:N_FRAMES])
+        for i, f in enumerate(pipeline.truth.frames[:n_frames])
         if ids[Path(f.file_name).stem]["id"] in rows
     ]
-    assert len(frames) >= N_FRAMES - 1
-    residuals, chi2 = {}, {}
+    assert len(frames) >= n_frames - 1
+    statistics = {}
     for q in pipeline.truth.quasar_images:
         measured = np.array(
             [float(rows[ids[Path(f.file_name).stem]["id"]][f"{q.label}_flux"]) for _, f in frames]
@@ -76,16 +78,23 @@ def test_light_curves_follow_the_injected_ones(pipeline: Pipeline):
         injected = np.array([q.flux_e_per_s_per_frame[i] for i, _ in frames])
         ratio = measured / injected
         scale = np.sum(ratio * injected**2 / errors**2) / np.sum(injected**2 / errors**2)
-        residuals[q.label] = ratio / scale - 1
+        residuals = ratio / scale - 1
         limit = np.sqrt(np.mean([photon_noise_limit(pipeline.truth, i)[q.label] ** 2 for i, _ in frames]))
-        rms = float(np.sqrt(np.mean(residuals[q.label] ** 2)))
-        chi2[q.label] = float(np.sum((measured - scale * injected) ** 2 / errors**2) / (len(frames) - 1))
-        print(
-            f"{q.label}: rms {rms:.4f}, limit {limit:.4f}, ratio {rms / limit:.2f}, chi2 {chi2[q.label]:.2f}"
-        )
-        assert rms <= RMS_OVER_LIMIT * limit, (q.label, rms, limit)
+        rms_over_limit = float(np.sqrt(np.mean(residuals**2))) / limit
+        chi2 = float(np.sum((measured - scale * injected) ** 2 / errors**2) / (len(frames) - 1))
+        print(f"{q.label}: rms / photon limit {rms_over_limit:.2f}, chi2/dof {chi2:.2f}")
+        statistics[q.label] = (residuals, rms_over_limit, chi2)
+    return statistics
+
+
+def test_light_curves_follow_the_injected_ones(pipeline: Pipeline):
+    statistics = curve_statistics(pipeline, N_FRAMES)
+    residuals = {label: values[0] for label, values in statistics.items()}
+    chi2 = {label: values[2] for label, values in statistics.items()}
+    for label, (_, rms_over_limit, value) in statistics.items():
+        assert rms_over_limit <= RMS_OVER_LIMIT, (label, rms_over_limit)
         # 9 degrees of freedom: 98 % of honest chi2/dof values lie in [0.24, 2.41]
-        assert 0.24 <= chi2[q.label] <= 2.41, (q.label, chi2[q.label])
+        assert 0.24 <= value <= 2.41, (label, value)
     # pooled over the images (36 degrees of freedom, measured 1.01): the errors are honest
     assert 0.8 <= np.mean(list(chi2.values())) <= 1.3, chi2
     # the close pair (A, B: 0.56 arcsec) trades no more flux than its noise: the correlation of its
@@ -144,6 +153,25 @@ def test_astrometry_within_a_twentieth_of_a_pixel_at_high_signal_to_noise(tmp_pa
     pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
     for label, error in astrometry_errors(pipeline).items():
         assert error < 0.05, (label, error)
+
+
+def test_uncertainties_honest_per_source_over_forty_frames(tmp_path: Path):
+    """chi2/dof of each image's residuals in 0.8-1.3, which 10 frames cannot show for all four
+    (an honest estimator lands there 39 % of the time per image with 9 degrees of freedom; 39 give
+    a spread of 0.23). The same sky, 40 frames. Measured: chi2/dof A 1.13, B 1.12, C 1.03, D 0.93;
+    RMS over the photon limit 1.00, 0.99, 1.15, 0.96."""
+    spec = SimulationSpec(n_frames=40, nx=512, ny=512, seed=21, star_density=10.0, exptime=1200.0)
+    pipeline = Pipeline.simulated(
+        tmp_path / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=30, roi_deconv_all_iters=1500
+    )
+    while len(pipeline.rows()) < 40:
+        pipeline.ingest()  # at most ingest_max_frames_per_run frames a tick, as the sensor
+    pipeline.materialize_each("footprints", "reference_stars", *CHAIN)
+    pipeline.materialize_each("star_reference_fluxes", "normalization_coefficient")
+    pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
+    for label, (_, rms_over_limit, chi2) in curve_statistics(pipeline, 40).items():
+        assert rms_over_limit <= RMS_OVER_LIMIT, (label, rms_over_limit)
+        assert 0.8 <= chi2 <= 1.3, (label, chi2)
 
 
 def test_products_and_the_page_in_a_browser(pipeline: Pipeline, tmp_path: Path):
