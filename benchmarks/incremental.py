@@ -46,10 +46,9 @@ from benchmarks.compare_lightcurver import (
     write_lightcurver_config,
 )
 from benchmarks.results_io import RESULTS_DIR, report
-from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_ops.psf import SHARED_CACHE_ENV_VAR
 from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
-from tests.dagster.pipeline import Pipeline
+from tests.dagster.pipeline import TO_LIGHT_CURVES, Pipeline
 
 BASELINES = ("footprints", "reference_stars", "star_reference_fluxes", "roi_cube", "roi_model")
 PER_FRAME = (
@@ -72,11 +71,8 @@ def processed(root: Path, n_frames: int, size: int, n_late: int) -> Pipeline:
     spec = dataset_spec(n_frames, size, n_late)
     pipeline = Pipeline.simulated(root, spec, stars_to_use_psf=6, stars_to_use_norm=30)
     pipeline.hold_back_last_frames(n_late)
-    while len(pipeline.instance.get_dynamic_partitions(frames_partitions.name)) < n_frames:
-        pipeline.ingest()  # as the sensor: at most ingest_max_frames_per_run frames a tick
-    pipeline.materialize_each("footprints", "reference_stars", "cutouts", "psf_model", "star_fluxes")
-    pipeline.materialize_each("zeropoint", "star_reference_fluxes", "normalization_coefficient")
-    pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
+    pipeline.ingest_all()
+    pipeline.materialize_each(*TO_LIGHT_CURVES)
     return pipeline
 
 

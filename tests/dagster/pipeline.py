@@ -30,6 +30,9 @@ TO_NORMALISATION = (
 )
 """The assets from registered frames to normalisation coefficients, in dependency order."""
 
+TO_LIGHT_CURVES = (*TO_NORMALISATION, "zeropoint", "roi_cube", "roi_model", "roi_fluxes", "light_curves")
+"""The assets from registered frames to the light curves, in dependency order."""
+
 
 class Pipeline:
     """Tick the raw-frames sensor, run what it asks, materialise assets, read the science database."""
@@ -105,6 +108,14 @@ class Pipeline:
         runs = self.execute(self.tick())
         assert runs and all(run.success for run in runs)
         return runs
+
+    def ingest_all(self) -> None:
+        """Tick until every raw frame is registered (the sensor takes at most
+        ``ingest_max_frames_per_run`` frames a tick)."""
+        while len(self.instance.get_dynamic_partitions(frames_partitions.name)) < len(
+            list(self.raw.glob("*.fits"))
+        ):
+            self.ingest()
 
     def materialize(self, *assets: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         """Materialise assets (per-frame ones over every registered frame) in one run."""

@@ -16,7 +16,7 @@ from lightcurver_ops import paths
 from lightcurver_ops.db.schema import roi_frame_fits
 from lightcurver_ops.db.stars import latest_star_set
 from lightcurver_ops.simulate import SimulationSpec, photon_noise_limit
-from tests.dagster.pipeline import Pipeline
+from tests.dagster.pipeline import TO_LIGHT_CURVES, Pipeline
 from tests.ops.test_light_curves_browser import rendered_dom
 
 N_FRAMES = 10
@@ -35,9 +35,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
     )
     pipeline.hold_back_last_frames()
     pipeline.ingest()
-    pipeline.materialize_each("footprints", "reference_stars", *CHAIN)
-    pipeline.materialize_each("star_reference_fluxes", "normalization_coefficient")
-    pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
+    pipeline.materialize_each(*TO_LIGHT_CURVES)
     return pipeline
 
 
@@ -148,9 +146,7 @@ def test_astrometry_within_a_twentieth_of_a_pixel_at_high_signal_to_noise(tmp_pa
         tmp_path / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=30, roi_deconv_all_iters=1500
     )
     pipeline.ingest()
-    pipeline.materialize_each("footprints", "reference_stars", *CHAIN)
-    pipeline.materialize_each("star_reference_fluxes", "normalization_coefficient")
-    pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
+    pipeline.materialize_each(*TO_LIGHT_CURVES)
     for label, error in astrometry_errors(pipeline).items():
         assert error < 0.05, (label, error)
 
@@ -164,11 +160,8 @@ def test_uncertainties_honest_per_source_over_forty_frames(tmp_path: Path):
     pipeline = Pipeline.simulated(
         tmp_path / "sim", spec, stars_to_use_psf=6, stars_to_use_norm=30, roi_deconv_all_iters=1500
     )
-    while len(pipeline.rows()) < 40:
-        pipeline.ingest()  # at most ingest_max_frames_per_run frames a tick, as the sensor
-    pipeline.materialize_each("footprints", "reference_stars", *CHAIN)
-    pipeline.materialize_each("star_reference_fluxes", "normalization_coefficient")
-    pipeline.materialize_each("roi_cube", "roi_model", "roi_fluxes", "light_curves")
+    pipeline.ingest_all()
+    pipeline.materialize_each(*TO_LIGHT_CURVES)
     for label, (_, rms_over_limit, chi2) in curve_statistics(pipeline, 40).items():
         assert rms_over_limit <= RMS_OVER_LIMIT, (label, rms_over_limit)
         assert 0.8 <= chi2 <= 1.3, (label, chi2)
