@@ -533,13 +533,18 @@ def write_frame_cutouts(
             group.create_dataset("wcs_header", data=stamp.wcs_header, dtype=h5py.string_dtype())
 
 
-def read_frame_cutouts(path: Path | str) -> tuple[dict[str, Stamp], dict[str, float | str], tuple[int, int]]:
+def read_frame_cutouts(
+    path: Path | str, names: Iterable[str] | None = None
+) -> tuple[dict[str, Stamp], dict[str, float | str], tuple[int, int]]:
     """Read a file written by :func:`write_frame_cutouts`.
 
     Parameters
     ----------
     path : Path or str
         The frame's cutouts file.
+    names : iterable of str, optional
+        Read only these objects' stamps (a stage needing a few stamps of a frame's hundred then
+        pays for those only); names the file does not hold are left out. Default: every stamp.
 
     Returns
     -------
@@ -555,8 +560,11 @@ def read_frame_cutouts(path: Path | str) -> tuple[dict[str, Stamp], dict[str, fl
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If the file is not a cutouts file (missing ``frame_shape`` or stamp datasets).
+        If the file is not a cutouts file (missing ``frame_shape`` or stamp datasets), or ``names``
+        is a single string instead of an iterable of names.
     """
+    if isinstance(names, str):
+        raise ValueError(f"names must be an iterable of object names, not the string {names!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"cutouts file {path} does not exist")
@@ -569,8 +577,11 @@ def read_frame_cutouts(path: Path | str) -> tuple[dict[str, Stamp], dict[str, fl
             for key, value in f.attrs.items()
             if key != "frame_shape"
         }
+        wanted = None if names is None else set(names)
         stamps = {}
         for name, group in f.items():
+            if wanted is not None and name not in wanted:
+                continue
             try:
                 stamps[name] = Stamp(
                     data=group["data"][()],

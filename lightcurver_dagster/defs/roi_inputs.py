@@ -72,7 +72,7 @@ class RoiSelection:
         """The frame's ROI cutout, PSF (at the ROI when it has a field distortion), coefficient and
         zero point."""
         key = frame["partition_key"]
-        stamps, _, frame_shape = read_frame_cutouts(workdir / paths.cutouts_relpath(key))
+        stamps, _, frame_shape = read_frame_cutouts(workdir / paths.cutouts_relpath(key), names=[ROI_STAMP])
         psf = read_psf(workdir / paths.psf_relpath(key))
         coefficient = self.coefficients[frame["id"]]
         return RoiFrame(

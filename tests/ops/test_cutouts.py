@@ -504,6 +504,18 @@ def test_frame_cutouts_round_trip_exactly(tmp_path, frame_stamps):
         assert f["ROI/data"].compression == "gzip"
 
 
+def test_reading_named_stamps_only(tmp_path, frame_stamps):
+    path = tmp_path / "frame.h5"
+    cutouts.write_frame_cutouts(path, frame_stamps, ATTRS, frame_shape=(512, 512))
+    name = next(iter(frame_stamps))
+    stamps, attrs, frame_shape = cutouts.read_frame_cutouts(path, names=[name, "not_in_the_file"])
+    assert_same_stamps(stamps, {name: frame_stamps[name]})
+    assert attrs.keys() == ATTRS.keys() and frame_shape == (512, 512)
+    assert cutouts.read_frame_cutouts(path, names=[])[0] == {}
+    with pytest.raises(ValueError, match="iterable of object names"):
+        cutouts.read_frame_cutouts(path, names=name)
+
+
 def test_rewriting_a_frame_file_replaces_it(tmp_path, frame_stamps):
     path = tmp_path / "frame.h5"
     cutouts.write_frame_cutouts(path, frame_stamps, ATTRS, frame_shape=(512, 512))

@@ -70,8 +70,9 @@ def star_fluxes(
             psf = read_psf(work_directory.path(paths.psf_relpath(key)))
             reason = psf_rejection(psf_chi2[frame["id"]], psf.converged, bounds)
         if reason is None:
-            stamps, _, frame_shape = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
-            stamps = {star: stamp for star, stamp in stamps.items() if star in wanted}
+            stamps, _, frame_shape = read_frame_cutouts(
+                work_directory.path(paths.cutouts_relpath(key)), names=wanted
+            )
             psfs = {star: psf.at(stamp.position, frame_shape)[1] for star, stamp in stamps.items()}
             try:
                 prepared[key] = prepare_photometry_stars(stamps, psfs, psf.subsampling)

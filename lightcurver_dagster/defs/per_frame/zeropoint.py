@@ -77,7 +77,7 @@ def zeropoint(
         if not usable:
             reason = f"no accepted star flux with a {survey} magnitude in {band}"
         else:
-            stamps, _, _ = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)))
+            stamps, _, _ = read_frame_cutouts(work_directory.path(paths.cutouts_relpath(key)), names=usable)
             psf = read_psf(work_directory.path(paths.psf_relpath(key)))
             with fits.open(work_directory.path(frame["image_relpath"])) as hdul:
                 image = hdul[0].data
