@@ -111,21 +111,23 @@ def bad_lines(image: np.ndarray, rms: float, n_sigma: float = 5.0) -> tuple[np.n
         raise ValueError(f"image must be at least 3x3 pixels to find bad lines, got shape {image.shape}")
     check_positive("rms", rms)
     check_positive("n_sigma", n_sigma)
-    return _bad_lines_along(image, rms, n_sigma), _bad_lines_along(image.T, rms, n_sigma)
+    # One line per row, contiguous, in float32: the medians then run about twice as fast.
+    rows = np.asarray(image, dtype=np.float32)
+    return _bad_lines_along(np.ascontiguousarray(rows.T), rms, n_sigma), _bad_lines_along(rows, rms, n_sigma)
 
 
-def _bad_lines_along(image: np.ndarray, rms: float, n_sigma: float) -> np.ndarray:
-    """Bad lines among the columns of ``image`` (statistics along axis 0)."""
-    n = np.count_nonzero(np.isfinite(image), axis=0)
+def _bad_lines_along(lines: np.ndarray, rms: float, n_sigma: float) -> np.ndarray:
+    """Bad lines among the rows of ``lines`` (statistics along axis 1)."""
+    n = np.count_nonzero(np.isfinite(lines), axis=1)
     judged = n >= _MIN_LINE_PIXELS
     if not judged.any():
         return np.zeros(0, dtype=np.int64)
-    lines = image[:, judged]
-    median = _column_median(lines)
-    deviation = np.abs(lines - median)
-    scatter = _MAD_TO_SIGMA * _column_median(deviation)
-    clipped = np.where(deviation <= _CLIP_SIGMA * np.maximum(scatter, rms), lines, np.nan)
-    level = _column_median(clipped)
+    lines = lines[judged]
+    median = _row_median(lines)
+    deviation = np.abs(lines - median[:, None])
+    scatter = _MAD_TO_SIGMA * _row_median(deviation)
+    clipped = np.where(deviation <= _CLIP_SIGMA * np.maximum(scatter, rms)[:, None], lines, np.nan)
+    level = _row_median(clipped)
     n_judged = n[judged]
     bad = _outliers(level, _MEDIAN_EFFICIENCY * rms / np.sqrt(n_judged), n_sigma)
     local_scatter = _running_median(scatter)
@@ -133,15 +135,15 @@ def _bad_lines_along(image: np.ndarray, rms: float, n_sigma: float) -> np.ndarra
     return np.flatnonzero(judged)[bad].astype(np.int64)
 
 
-def _column_median(array: np.ndarray) -> np.ndarray:
-    """Median of the finite values of each column (faster than ``np.nanmedian(axis=0)``); NaN if none."""
+def _row_median(array: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (faster than ``np.nanmedian(axis=1)``); NaN if none."""
     finite = np.isfinite(array)
     if finite.all():
-        return np.median(array, axis=0)  # a partial sort: a third of the time of the sort below
-    n = np.count_nonzero(finite, axis=0)
-    ordered = np.sort(np.where(finite, array, np.inf), axis=0)
-    low = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[None, :], axis=0)[0]
-    high = np.take_along_axis(ordered, (n // 2)[None, :], axis=0)[0]
+        return np.median(array, axis=1)  # a partial sort: a third of the time of the sort below
+    n = np.count_nonzero(finite, axis=1)
+    ordered = np.sort(np.where(finite, array, np.inf), axis=1)
+    low = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, (n // 2)[:, None], axis=1)[:, 0]
     return np.where(n > 0, 0.5 * (low + high), np.nan)
 
 
