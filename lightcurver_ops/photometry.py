@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lightcurver_ops.cutouts import Stamp
+from lightcurver_ops.jax_programs import call_program
 from lightcurver_ops.minimise import levenberg_marquardt
 from lightcurver_ops.psf import prepare_psf_stars
 
@@ -297,7 +298,6 @@ def measure_fluxes(frames: Sequence[PhotometryStars], fit_background: bool = Fal
 
 def _run_chunks(ss: int, fit_background: bool, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
     """Run the compiled fit over padded chunks of ``_CHUNK`` stamps; outputs for the real stamps."""
-    fit = _compiled(ss, fit_background)
     total = len(arrays[0])
     pieces: list[tuple[np.ndarray, ...]] = []
     for start in range(0, total, _CHUNK):
@@ -306,6 +306,13 @@ def _run_chunks(ss: int, fit_background: bool, arrays: list[np.ndarray]) -> tupl
         if pad:
             # padded stamps copy the first one: valid numbers, results discarded
             chunk = [np.concatenate([a, np.repeat(a[:1], pad, axis=0)]) for a in chunk]
-        out = jax.device_get(fit(*(jnp.asarray(a, jnp.float32) for a in chunk)))
+        out = jax.device_get(
+            call_program(
+                "star_photometry",
+                f"subsampling={ss}, fit_background={fit_background}",
+                lambda: _compiled(ss, fit_background),
+                *(jnp.asarray(a, jnp.float32) for a in chunk),
+            )
+        )
         pieces.append(tuple(np.asarray(o, dtype=np.float64)[: _CHUNK - pad] for o in out))
     return tuple(np.concatenate([p[i] for p in pieces]) for i in range(4))

@@ -55,6 +55,7 @@ from starred.utils.jax_utils import decompose
 
 from lightcurver_ops._sep import sep_extract
 from lightcurver_ops.cutouts import Stamp
+from lightcurver_ops.jax_programs import call_program
 from lightcurver_ops.minimise import minimise_lbfgs
 
 _MIN_FWHM = 2.0  # STARRED's lower bound on the Moffat FWHM (data pixels)
@@ -584,9 +585,11 @@ def fit_psfs(
             positions[i, : len(f.positions)] = f.positions
     n_stars = np.array([f.data.shape[0] for f in frames], dtype=np.float32)
     # the star count enters the regularisation; it is a per-frame argument, vmapped with the data
-    fit = _compiled(shapes)
     out = jax.device_get(
-        fit(
+        call_program(
+            "psf_fit",
+            repr(shapes),
+            lambda: _compiled(shapes),
             *arrays,
             fwhm,
             positions,
