@@ -6,10 +6,10 @@ Dagster run (a new process each). :func:`call_program` stores the traced program
 serialised by :mod:`jax.export`) beside the compilation cache and reloads it in later processes; the
 reloaded program then compiles from the persistent cache as before.
 
-A stored program is found by a key over its name, the shapes and dtypes of its arguments, the
-versions of jax, jaxlib and STARRED, and the source of every module of :mod:`lightcurver_ops`, so a
-change of code or library traces afresh. Without a compilation cache directory (see
-:func:`lightcurver_ops.psf.enable_compilation_cache`) programs are only jitted.
+A stored program is found by a key over its name, its static settings, the shapes and dtypes of its
+arguments, the versions of jax, jaxlib and STARRED, and the source of every module of
+:mod:`lightcurver_ops`, so a change of code or library traces afresh. Without a compilation cache
+directory (see :func:`lightcurver_ops.psf.enable_compilation_cache`) programs are only jitted.
 """
 
 import functools
