@@ -44,7 +44,8 @@ def program_key(name: str, settings: str, args: Sequence[Any]) -> str:
     """Key of a program: its name, static settings, argument shapes and dtypes, the code version."""
     digest = hashlib.sha256(f"{name};{settings};{_code_version()};".encode())
     for arg in args:
-        digest.update(f"{np.shape(arg)}:{np.result_type(arg)};".encode())
+        dtype = arg.dtype if hasattr(arg, "dtype") else np.result_type(arg)
+        digest.update(f"{np.shape(arg)}:{dtype};".encode())
     return f"{name}-{digest.hexdigest()[:24]}"
 
 
