@@ -1,5 +1,8 @@
 """Programs stored with jax.export and reloaded instead of traced again."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,27 +20,34 @@ def _refuse():
     raise AssertionError("the stored program should have been used")
 
 
+@contextmanager
+def _cache_directory(value: str | None) -> Iterator[None]:
+    """JAX's compilation cache directory set to ``value`` for the block, then restored."""
+    previous = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", value)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous)
+
+
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
-    previous = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
     monkeypatch.setattr(jax_programs, "_PROGRAMS", {})
-    yield tmp_path
-    jax.config.update("jax_compilation_cache_dir", previous)
+    with _cache_directory(str(tmp_path)):
+        yield tmp_path
 
 
 def _args(n: int = 3):
     return np.arange(n, dtype=np.float32), np.float32(0.5)
 
 
-def test_without_a_cache_directory_the_program_is_only_jitted(monkeypatch, tmp_path):
-    previous = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", None)
-    try:
+def test_without_a_cache_directory_the_program_is_only_jitted(monkeypatch):
+    monkeypatch.setattr(jax_programs, "_PROGRAMS", {})
+    with _cache_directory(None):
         out = call_program("toy", "scale=3", _build(3.0), *_args())
-    finally:
-        jax.config.update("jax_compilation_cache_dir", previous)
     assert float(out["sum"]) == pytest.approx(9.5)
+    assert jax_programs._PROGRAMS == {}  # nothing exported or kept
 
 
 def test_a_stored_program_is_reloaded_in_a_new_process(cache_dir, monkeypatch):
