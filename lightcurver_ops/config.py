@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from lightcurver_ops.background import MAX_POLYNOMIAL_DEGREE, BackgroundModel
 from lightcurver_ops.errors import ConfigError
 
 CONFIG_ENV_VAR = "LIGHTCURVER_CONFIG"
@@ -198,6 +199,14 @@ class LightcurverConfig(BaseModel):
         default=10.0, ge=0, description="a raw file is ingested once its size and mtime are this old"
     )
     ingest_max_frames_per_run: int = Field(default=64, ge=1, description="frames per sensor-launched run")
+    background_model: BackgroundModel = Field(
+        default="mesh",
+        description="extension: sky model of the import, 'mesh' (sep's, as lightcurver) or 'polynomial' "
+        "(fitted to the source-free pixels; far smaller errors under the stars on smooth skies)",
+    )
+    background_polynomial_degree: int = Field(
+        default=2, ge=0, le=MAX_POLYNOMIAL_DEGREE, description="degree of the 'polynomial' sky model"
+    )
     roi_translations_from_wcs: bool = Field(
         default=True,
         description="extension: roi_model and roi_fluxes keep each frame's translation from its plate "

@@ -140,6 +140,8 @@ def import_frame(
             info.exptime,
             n_boxes=config.background_estimation_n_boxes,
             mask_sources=config.mask_sources_before_background,
+            background_model=config.background_model,
+            polynomial_degree=config.background_polynomial_degree,
             subtract_background=config.do_background_subtraction,
             threshold=config.source_extraction_threshold,
             min_area=config.source_extraction_min_area,

@@ -28,7 +28,7 @@ from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 
 from lightcurver_ops._checks import check_non_negative_int, check_positive
-from lightcurver_ops.background import estimate_background
+from lightcurver_ops.background import BackgroundModel, estimate_background
 from lightcurver_ops.errors import FrameError
 from lightcurver_ops.files import atomic_path
 from lightcurver_ops.seeing import measure_seeing
@@ -286,6 +286,8 @@ def calibrate_frame(
     *,
     n_boxes: int,
     mask_sources: bool,
+    background_model: BackgroundModel = "mesh",
+    polynomial_degree: int = 2,
     subtract_background: bool = True,
     threshold: float,
     min_area: int,
@@ -308,6 +310,10 @@ def calibrate_frame(
         Background boxes along the shorter axis (see :func:`estimate_background`).
     mask_sources : bool
         Mask sources before the final background estimate.
+    background_model : {"mesh", "polynomial"}
+        Sky model (see :func:`estimate_background`).
+    polynomial_degree : int
+        Degree of the polynomial sky model.
     subtract_background : bool
         Return the sky-subtracted image (True) or the unsubtracted e-/s image (False).
     threshold : float
@@ -334,7 +340,13 @@ def calibrate_frame(
     except ValueError as exc:
         raise FrameError(raw.path, str(exc)) from exc
     try:
-        background = estimate_background(image, n_boxes=n_boxes, mask_sources=mask_sources)
+        background = estimate_background(
+            image,
+            n_boxes=n_boxes,
+            mask_sources=mask_sources,
+            model=background_model,
+            polynomial_degree=polynomial_degree,
+        )
         image_sub = image - background.sky
         sources = extract_sources(image_sub, background.rms, exptime, threshold=threshold, min_area=min_area)
     except RuntimeError as exc:

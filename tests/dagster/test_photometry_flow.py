@@ -195,20 +195,24 @@ def test_zero_points_match_the_simulator(pipeline: Pipeline):
 
 def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_path: Path):
     """Compact PSFs (Moffat index 6-8, no wing) lie inside the stamps: the flux scale is then the
-    transparency itself, provided the PSF model holds the whole flux. Its share varies from frame to
-    frame by a few tenths of a percent, for two reasons measured on this data set (RMS over 8 frames):
-    the noise of the model's outskirts when it rests on a few faint stars (6 PSF stars: 6.7 mmag;
-    15: 3.1 mmag) and the stars' local sky, a little over-subtracted where the mesh background takes
-    in their light (``mask_sources_before_background``: 3.1 -> 1.9 mmag). Offsets of 1e-4 of the sky
-    under a star's 24 x 24 stamp shift the share by 0.5 %: the same set-up exposed 4 times longer
-    gave 3.7 mmag, so the target of 2 mmag is not yet held in general; this bound guards the figure."""
+    transparency itself, provided the PSF model holds the whole flux under the right sky.
+
+    A PSF model normalised on its stamp takes in whatever sky offset lies under its stars: 1e-4 of
+    the sky shifts it by about 1 mmag. sep's 3 x 3 mesh interpolates this data set's sky with errors
+    of that size at the stars (RMS over 8 frames at 4 800 s: 3.8 mmag, growing with depth); the
+    polynomial sky model fitted to the source-free pixels (``background_model: polynomial``) is
+    5-20 times closer there (1.1 mmag). The exposure is long (4 800 s) so that the photon noise of
+    the coefficients (0.5 mmag each) leaves the systematics visible; at 1 200 s both sky models
+    give 1.9 mmag, the coefficients' errors (1.0 mmag) plus the PSF model's own noise."""
+    exptime = 4800.0
     spec = SimulationSpec(
         n_frames=N_FRAMES,
         nx=512,
         ny=512,
         seed=12,
         star_density=10.0,
-        exptime=1200.0,
+        exptime=exptime,
+        saturation_adu=60000.0 * exptime / 1200.0,  # the same stars saturate as at 1 200 s
         moffat_beta_range=(6.0, 8.0),
         wing_fraction_range=(0.0, 0.0),
     )
@@ -217,7 +221,7 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
         spec,
         stars_to_use_psf=15,
         stars_to_use_norm=60,
-        mask_sources_before_background=True,
+        background_model="polynomial",
     )
     truth = pipeline.truth
     pipeline.ingest()
@@ -231,4 +235,4 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
     ratio = np.log(measured / np.array([f.transparency for f in truth.frames]))
     rms_mmag = 1085.7 * np.std(ratio - ratio.mean())
     print(f"coefficients against the transparency: {rms_mmag:.2f} mmag RMS")
-    assert rms_mmag <= 3.0, rms_mmag
+    assert rms_mmag <= 2.0, rms_mmag

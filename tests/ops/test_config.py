@@ -166,6 +166,8 @@ def test_star_name_strings_split_into_letters_like_lightcurver():
         ("plate_scale_interval", [0.3, 0.2], "[min, max]"),
         ("psf_fit_exclude_strategy", {"sigma_clip": 3, "threshold": [0, 2]}, "sigma_clip"),
         ("fix_point_source_astrometry", "yes please", "prior sigma"),
+        ("background_model", "spline", "'polynomial'"),
+        ("background_polynomial_degree", 9, "less than or equal to 5"),
     ],
 )
 def test_wrong_value_names_the_key_and_expected_form(key, value, expected):
