@@ -83,7 +83,9 @@ def test_batched_fit_equals_single_frame_fits(simulated, batched):
     single = fit_psfs([stars], fwhm_guess_pixels=[truth.seeing_fwhm_pixels], **OPTIONS)[0]
     assert single.moffat_fwhm_pixels == pytest.approx(batched[0].moffat_fwhm_pixels, rel=1e-3)
     assert np.abs(single.full_psf - batched[0].full_psf).max() < 1e-3 * batched[0].full_psf.max()
-    assert single.reduced_chi2 == pytest.approx(batched[0].reduced_chi2, rel=1e-3)
+    # a batch's rounding moves the iteration its fit stops at: fits to tolerances of 1e-6 and 1e-7
+    # already differ by up to 1.1e-3 in reduced chi2 (the regularised grid trades chi2 for smoothness)
+    assert single.reduced_chi2 == pytest.approx(batched[0].reduced_chi2, rel=2e-3)
 
 
 def test_a_frame_with_fewer_stars_is_padded(simulated, batched):

@@ -29,7 +29,7 @@ PSF_BATCH_SIZE = 8
     automation_condition=follows_own_frame(),
     accelerator=True,
     kinds={"jax", "hdf5"},
-    code_version="3",
+    code_version="4",
     check_specs=[dg.AssetCheckSpec(PSF_CHECK, asset="psf_model")],
 )
 def psf_model(
