@@ -24,7 +24,11 @@ photon-noise limit per image (RMS over the frames of :func:`lightcurver_ops.simu
 Figures go to ``benchmarks/results/compare_lightcurver.json``.
 
     .venv/bin/python -m benchmarks.compare_lightcurver [--frames 24] [--size 2048] [--workdir DIR]
-        [--seed 1] [--exptime 300]
+        [--seed 1] [--exptime 300] [--lightcurver-from benchmarks/results/compare_lightcurver.json]
+
+``--lightcurver-from`` takes lightcurver's figures (times, memory, accuracy) from an earlier result
+file of the same data set instead of running it again (the simulation is deterministic and
+lightcurver does not change): for re-measuring this project alone after a change.
 
 Without ``--workdir`` the work happens in a temporary directory that is removed afterwards; with it,
 ``DIR/dataset`` (simulated), ``DIR/lightcurver``, ``DIR/dagster_cold``, ``DIR/dagster_warm`` (work
@@ -284,8 +288,57 @@ def photon_limits(truth: SimulationTruth) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------- main
 
 
-def compare(root: Path, n_frames: int, size: int, seed: int, exptime: float) -> dict[str, Any]:
-    python = ensure_lightcurver_venv()
+def run_lightcurver(
+    python: Path, lc_config_path: Path, catalog: Path, truth: SimulationTruth, env: dict[str, str]
+) -> dict[str, Any]:
+    """lightcurver 1.2.4 with ``lc_config_path`` (in its work directory): its ``lightcurver_*`` figures."""
+    lc_dir = lc_config_path.parent
+    roi = next(iter(yaml.safe_load(lc_config_path.read_text())["ROI"]))
+    timings_path = lc_dir / "task_timings.json"
+    print(f"running lightcurver {LIGHTCURVER_VERSION} in {lc_dir} (log: {lc_dir / 'run.log'})", flush=True)
+    lc = run_measured(
+        [str(python), str(DRIVER), str(lc_config_path), str(catalog), str(timings_path)],
+        lc_dir / "run.log",
+        env,
+    )
+    figures: dict[str, Any] = {
+        "lightcurver_exit_status": lc.returncode,
+        "lightcurver_total_s": lc.wall_s,
+        "lightcurver_s_per_frame": lc.wall_s / len(truth.frames),
+        "lightcurver_peak_rss_mib": lc.peak_rss_mib,
+    }
+    if timings_path.exists():
+        for task, seconds in json.loads(timings_path.read_text())["tasks"].items():
+            figures[f"lightcurver_{task}_s"] = seconds
+    if lc.returncode != 0:
+        print_tail("lightcurver", lc)
+    lc_db = lc_dir / "database.sqlite3"
+    lc_curves = sorted((lc_dir / "prepared_roi_cutouts").glob(f"*_{roi}_photometry_per_epoch.csv"))
+    if lc_db.exists():
+        rows = read_light_curves(lc_curves[-1]) if lc_curves else []
+        stems = frame_stems(lc_db, "image_relpath")
+        figures |= accuracy("lightcurver", truth, rows, normalization(lc_db), stems)
+    return figures
+
+
+def earlier_lightcurver_figures(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """The ``lightcurver_*`` figures of an earlier result file of this script on the same data set.
+
+    Raises
+    ------
+    ValueError
+        If that file's data set (frames, size, seed, exposure) or lightcurver version differs.
+    """
+    earlier = json.loads(path.read_text())
+    different = [k for k, v in run.items() if earlier.get(k) != v]
+    if different:
+        raise ValueError(f"{path} was measured on another data set or version: {', '.join(different)} differ")
+    return {k: v for k, v in earlier.items() if k.startswith("lightcurver_")}
+
+
+def compare(
+    root: Path, n_frames: int, size: int, seed: int, exptime: float, lightcurver_from: Path | None = None
+) -> dict[str, Any]:
     dataset_dir = root / "dataset"
     spec = SimulationSpec(n_frames=n_frames, nx=size, ny=size, seed=seed, exptime=exptime)
     start = time.perf_counter()
@@ -297,27 +350,15 @@ def compare(root: Path, n_frames: int, size: int, seed: int, exptime: float) -> 
     figures["lightcurver_version"] = LIGHTCURVER_VERSION
     env = subprocess_env()
 
-    # lightcurver 1.2.4, its own template config
-    lc_dir = root / "lightcurver"
-    lc_config_path = write_lightcurver_config(lightcurver_template(python), dataset, lc_dir)
-    lc_config = yaml.safe_load(lc_config_path.read_text())
-    timings_path = lc_dir / "task_timings.json"
-    catalog = dataset_dir / dataset["gaia_catalog_file"]
-    print(f"running lightcurver {LIGHTCURVER_VERSION} in {lc_dir} (log: {lc_dir / 'run.log'})", flush=True)
-    lc = run_measured(
-        [str(python), str(DRIVER), str(lc_config_path), str(catalog), str(timings_path)],
-        lc_dir / "run.log",
-        env,
-    )
-    figures["lightcurver_exit_status"] = lc.returncode
-    figures["lightcurver_total_s"] = lc.wall_s
-    figures["lightcurver_s_per_frame"] = lc.wall_s / n_frames
-    figures["lightcurver_peak_rss_mib"] = lc.peak_rss_mib
-    if timings_path.exists():
-        for task, seconds in json.loads(timings_path.read_text())["tasks"].items():
-            figures[f"lightcurver_{task}_s"] = seconds
-    if lc.returncode != 0:
-        print_tail("lightcurver", lc)
+    # lightcurver 1.2.4, its own template config (or its figures from an earlier run on this data set)
+    python = ensure_lightcurver_venv()
+    lc_config_path = write_lightcurver_config(lightcurver_template(python), dataset, root / "lightcurver")
+    if lightcurver_from is None:
+        catalog = dataset_dir / dataset["gaia_catalog_file"]
+        figures |= run_lightcurver(python, lc_config_path, catalog, truth, env)
+    else:
+        figures |= earlier_lightcurver_figures(lightcurver_from, figures)
+    lc_ok = figures.get("lightcurver_exit_status") == 0
 
     # lightcurver-dagster on a copy of the data set, twice: first with an empty JAX compilation cache
     # (a first run on a new machine), then on a fresh copy with the cache the first run filled (every
@@ -344,20 +385,15 @@ def compare(root: Path, n_frames: int, size: int, seed: int, exptime: float) -> 
             figures[f"{prefix}_{wave.replace(', ', '+')}_s"] = seconds
         if dg.returncode != 0:
             print_tail(f"lightcurver-dagster ({run})", dg)
-        if lc.returncode == 0 and dg.returncode == 0:
-            figures[f"speed_ratio_{run}"] = lc.wall_s / dg.wall_s
+        if lc_ok and dg.returncode == 0:
+            figures[f"speed_ratio_{run}"] = figures["lightcurver_total_s"] / dg.wall_s
     dg_config = yaml.safe_load(dg_config_path.read_text())
+    lc_config = yaml.safe_load(lc_config_path.read_text())
     figures["config_differences"] = config_differences(lc_config, dg_config)
 
     # accuracy
     figures |= photon_limits(truth)
     roi = next(iter(dataset["ROI"]))
-    lc_db = lc_dir / "database.sqlite3"
-    lc_curves = sorted((lc_dir / "prepared_roi_cutouts").glob(f"*_{roi}_photometry_per_epoch.csv"))
-    if lc_db.exists():
-        lc_stems = frame_stems(lc_db, "image_relpath")
-        rows = read_light_curves(lc_curves[-1]) if lc_curves else []
-        figures |= accuracy("lightcurver", truth, rows, normalization(lc_db), lc_stems)
     dg_db = dg_dir / "database.sqlite3"
     dg_curves = dg_dir / "light_curves" / f"{roi}_photometry_per_epoch.csv"
     if dg_db.exists():
@@ -373,16 +409,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--exptime", type=float, default=SimulationSpec.exptime, help="s, per frame")
     parser.add_argument("--workdir", type=Path, default=None, help="kept afterwards (emptied first)")
+    parser.add_argument(
+        "--lightcurver-from",
+        type=Path,
+        default=None,
+        help="take lightcurver's figures from this earlier result file (same data set) instead of running it",
+    )
     args = parser.parse_args()
+    options = (args.frames, args.size, args.seed, args.exptime, args.lightcurver_from)
     if args.workdir is None:
         with tempfile.TemporaryDirectory() as tmp:
-            figures = compare(Path(tmp), args.frames, args.size, args.seed, args.exptime)
+            figures = compare(Path(tmp), *options)
     else:
         root = args.workdir.resolve()
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)
-        figures = compare(root, args.frames, args.size, args.seed, args.exptime)
+        figures = compare(root, *options)
     report("compare_lightcurver", figures)
 
 

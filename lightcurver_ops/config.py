@@ -200,9 +200,9 @@ class LightcurverConfig(BaseModel):
     )
     ingest_max_frames_per_run: int = Field(default=64, ge=1, description="frames per sensor-launched run")
     background_model: BackgroundModel = Field(
-        default="mesh",
-        description="extension: sky model of the import, 'mesh' (sep's, as lightcurver) or 'polynomial' "
-        "(fitted to the source-free pixels; far smaller errors under the stars on smooth skies)",
+        default="polynomial",
+        description="extension: sky model of the import, 'polynomial' (fitted to the source-free pixels; "
+        "far smaller errors under the stars on smooth skies) or 'mesh' (sep's, as lightcurver)",
     )
     background_polynomial_degree: int = Field(
         default=2, ge=0, le=MAX_POLYNOMIAL_DEGREE, description="degree of the 'polynomial' sky model"

@@ -11,7 +11,7 @@ from lightcurver_ops.frame_import import import_raw_file
 
 @per_frame_asset(
     kinds={"python", "fits"},
-    code_version="1",
+    code_version="2",
 )
 def calibrated_frame(
     context: dg.AssetExecutionContext,
