@@ -369,6 +369,13 @@ def test_estimate_background_rejects_bad_arguments():
             estimate_background(np.ones((10, 10)), model="polynomial", polynomial_degree=degree)
 
 
+def test_polynomial_sky_of_a_nearly_empty_image_is_a_clear_error():
+    image = np.full((100, 100), np.nan)
+    image[50:52, 10:40] = np.random.default_rng(0).normal(20.0, 1.0, (2, 30))
+    with pytest.raises(RuntimeError, match="source-free pixels, too few for 6 coefficients"):
+        estimate_background(image, model="polynomial")
+
+
 @pytest.mark.parametrize("seed", [4, 5])
 def test_seeing_and_ellipticity_match_truth(seed, truth_fwhm):
     electrons, _ = synthetic_electrons(seed)
