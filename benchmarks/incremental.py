@@ -20,7 +20,11 @@ frames already done, its normalisation and ROI tasks redo all frames. The second
 from the driver's timings.
 
     .venv/bin/python -m benchmarks.incremental [--system dagster|lightcurver|both] [--sizes 12 48 192]
-        [--size 384] [--late 3]
+        [--size 384] [--late 3] [--workdir DIR]
+
+With ``--workdir`` (one system, one size) the work stays in DIR; lightcurver's set-up at N = 192
+takes about three hours here, so an interrupted lightcurver run resumes from DIR when started again
+with the same arguments.
 
 Figures go to ``benchmarks/results/incremental_<system>.json``.
 """
@@ -47,7 +51,7 @@ from benchmarks.compare_lightcurver import (
 )
 from benchmarks.results_io import RESULTS_DIR, report
 from lightcurver_ops.psf import SHARED_CACHE_ENV_VAR
-from lightcurver_ops.simulate import SimulationSpec, simulate_dataset
+from lightcurver_ops.simulate import SimulationSpec, load_truth, simulate_dataset
 from tests.dagster.pipeline import TO_LIGHT_CURVES, Pipeline
 
 BASELINES = ("footprints", "reference_stars", "star_reference_fluxes", "roi_cube", "roi_model")
@@ -107,18 +111,28 @@ def dagster_arrivals(root: Path, n: int, size: int, n_late: int) -> tuple[float,
 
 
 def lightcurver_arrivals(root: Path, n: int, size: int, n_late: int) -> tuple[float, list[dict[str, float]]]:
-    """Set-up seconds and each late frame's costs in lightcurver: its whole workflow run again."""
+    """Set-up seconds and each late frame's costs in lightcurver: its whole workflow run again.
+
+    A ``root`` that already holds the data set and lightcurver's work directory (an interrupted run
+    kept with ``--workdir``) is resumed: lightcurver's set-up workflow skips the work already done, so
+    its set-up seconds are then those of the remainder only.
+    """
     python = ensure_lightcurver_venv()
     dataset_dir = root / "dataset"
-    truth = simulate_dataset(dataset_dir, dataset_spec(n, size, n_late))
-    dataset = yaml.safe_load((dataset_dir / "config.yaml").read_text())
     workdir = root / "lightcurver"
-    config = write_lightcurver_config(lightcurver_template(python), dataset, workdir)
-    catalog = dataset_dir / dataset["gaia_catalog_file"]
     raw, late = dataset_dir / "raw", dataset_dir / "late"
-    late.mkdir()
-    for frame in truth.frames[-n_late:]:
-        (raw / frame.file_name).rename(late / frame.file_name)
+    if (dataset_dir / "truth.json").exists() and (workdir / "config.yaml").exists():
+        truth = load_truth(dataset_dir)
+        config = workdir / "config.yaml"
+        print(f"resuming the lightcurver run in {root}", flush=True)
+    else:
+        truth = simulate_dataset(dataset_dir, dataset_spec(n, size, n_late))
+        dataset = yaml.safe_load((dataset_dir / "config.yaml").read_text())
+        config = write_lightcurver_config(lightcurver_template(python), dataset, workdir)
+        late.mkdir()
+        for frame in truth.frames[-n_late:]:
+            (raw / frame.file_name).rename(late / frame.file_name)
+    catalog = dataset_dir / yaml.safe_load((dataset_dir / "config.yaml").read_text())["gaia_catalog_file"]
 
     def workflow(name: str) -> dict[str, float]:
         timings = workdir / f"timings_{name}.json"
@@ -135,7 +149,8 @@ def lightcurver_arrivals(root: Path, n: int, size: int, n_late: int) -> tuple[fl
     setup = workflow("setup")["total"]
     arrivals = []
     for frame in truth.frames[-n_late:]:
-        (late / frame.file_name).rename(raw / frame.file_name)
+        if (late / frame.file_name).exists():  # not yet released by an interrupted run
+            (late / frame.file_name).rename(raw / frame.file_name)
         seconds = workflow(Path(frame.file_name).stem)
         arrivals.append({"one_frame_total": seconds.pop("total")} | seconds)
     return setup, arrivals
@@ -166,12 +181,21 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[12, 48, 192])
     parser.add_argument("--size", type=int, default=384, help="frame side, pixels")
     parser.add_argument("--late", type=int, default=3, help="frames added one after the other")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="one system and one size: work here and keep it; a lightcurver run interrupted there resumes",
+    )
     args = parser.parse_args()
+    if args.workdir is not None and (args.system == "both" or len(args.sizes) != 1):
+        parser.error("--workdir needs one --system and one size in --sizes")
     for system in SYSTEMS if args.system == "both" else [args.system]:
         figures: dict[str, float | int | str] = {"frame_size": args.size, "late_frames": args.late}
         for n in args.sizes:
             with tempfile.TemporaryDirectory() as tmp:
-                setup, arrivals = SYSTEMS[system](Path(tmp), n, args.size, args.late)
+                root = Path(tmp) if args.workdir is None else args.workdir.resolve()
+                setup, arrivals = SYSTEMS[system](root, n, args.size, args.late)
             if system == "dagster":
                 for arrival in arrivals:
                     arrival["one_frame_total"] = sum(v for k, v in arrival.items() if k != "psf_iterations")
