@@ -74,7 +74,7 @@ def estimate_background(
         sources (always masked, as with ``mask_sources``; the mesh only serves to find them). A mesh
         of a few boxes interpolates a smooth sky with errors of ~1e-4 of the sky at the stars, enough
         to shift a PSF model's normalisation by a few mmag from frame to frame; the polynomial's
-        errors there are 5-20 times smaller on smooth skies (measured on the simulator's frames).
+        errors there are 3-10 times smaller on smooth skies (measured on the simulator's frames).
     polynomial_degree : int
         Degree of the polynomial (``model="polynomial"``), 0 to 5.
 

@@ -201,7 +201,7 @@ def test_with_psfs_inside_the_stamps_coefficients_follow_the_transparency(tmp_pa
     A PSF model normalised on its stamp takes in whatever sky offset lies under its stars: 1e-4 of
     the sky shifts it by about 1 mmag. sep's 3 x 3 mesh interpolates this data set's sky with errors
     of that size at the stars (RMS over 8 frames at 4 800 s: 3.8 mmag, growing with depth); the
-    polynomial sky fitted to the source-free pixels (the default ``background_model``) is 5-20
+    polynomial sky fitted to the source-free pixels (the default ``background_model``) is 3-10
     times closer there (1.0 mmag). The exposure is long (4 800 s) so that the photon noise of
     the coefficients (0.5 mmag each) leaves the systematics visible; at 1 200 s both sky models
     give 1.9 mmag, the coefficients' errors (1.0 mmag) plus the PSF model's own noise."""
