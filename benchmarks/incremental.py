@@ -30,6 +30,7 @@ Figures go to ``benchmarks/results/incremental_<system>.json``.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -121,18 +122,19 @@ def lightcurver_arrivals(root: Path, n: int, size: int, n_late: int) -> tuple[fl
     dataset_dir = root / "dataset"
     workdir = root / "lightcurver"
     raw, late = dataset_dir / "raw", dataset_dir / "late"
-    if (dataset_dir / "truth.json").exists() and (workdir / "config.yaml").exists():
-        truth = load_truth(dataset_dir)
+    resuming = (dataset_dir / "truth.json").exists() and (workdir / "config.yaml").exists()
+    spec = dataset_spec(n, size, n_late)
+    truth = load_truth(dataset_dir) if resuming else simulate_dataset(dataset_dir, spec)
+    dataset = yaml.safe_load((dataset_dir / "config.yaml").read_text())
+    catalog = dataset_dir / dataset["gaia_catalog_file"]
+    if resuming:
         config = workdir / "config.yaml"
         print(f"resuming the lightcurver run in {root}", flush=True)
     else:
-        truth = simulate_dataset(dataset_dir, dataset_spec(n, size, n_late))
-        dataset = yaml.safe_load((dataset_dir / "config.yaml").read_text())
         config = write_lightcurver_config(lightcurver_template(python), dataset, workdir)
         late.mkdir()
         for frame in truth.frames[-n_late:]:
             (raw / frame.file_name).rename(late / frame.file_name)
-    catalog = dataset_dir / yaml.safe_load((dataset_dir / "config.yaml").read_text())["gaia_catalog_file"]
 
     def workflow(name: str) -> dict[str, float]:
         timings = workdir / f"timings_{name}.json"
@@ -193,9 +195,9 @@ def main() -> None:
     for system in SYSTEMS if args.system == "both" else [args.system]:
         figures: dict[str, float | int | str] = {"frame_size": args.size, "late_frames": args.late}
         for n in args.sizes:
-            with tempfile.TemporaryDirectory() as tmp:
-                root = Path(tmp) if args.workdir is None else args.workdir.resolve()
-                setup, arrivals = SYSTEMS[system](root, n, args.size, args.late)
+            kept = args.workdir is not None
+            with contextlib.nullcontext(args.workdir) if kept else tempfile.TemporaryDirectory() as root:
+                setup, arrivals = SYSTEMS[system](Path(root).resolve(), n, args.size, args.late)
             if system == "dagster":
                 for arrival in arrivals:
                     arrival["one_frame_total"] = sum(v for k, v in arrival.items() if k != "psf_iterations")

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+from matplotlib.collections import EllipseCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse
 
 MAX_PLOTTED_SOURCES = 2000
 MAX_DISPLAY_PIXELS = 800
@@ -45,12 +45,20 @@ def plot_sources(image: np.ndarray, sources: Table, path: Path, title: str = "")
     axes = figure.add_axes((0.0, 0.0, 1.0, 0.95))
     extent = (-0.5, nx - 0.5, -0.5, ny - 0.5)
     axes.imshow(shown, origin="lower", cmap="gray", norm=norm, interpolation="nearest", extent=extent)
-    for row in sources[:MAX_PLOTTED_SOURCES]:
-        size = 6 * max(float(row["a"]), 1.0), 6 * max(float(row["b"]), 1.0)
-        ellipse = Ellipse(
-            (row["x"], row["y"]), *size, angle=np.degrees(row["theta"]), fill=False, color="red", lw=0.6
-        )
-        axes.add_patch(ellipse)
+    shown_sources = sources[:MAX_PLOTTED_SOURCES]
+    # One collection, not a patch per source: 500 patches cost more than the rest of the figure.
+    ellipses = EllipseCollection(
+        widths=6 * np.maximum(np.asarray(shown_sources["a"], dtype=float), 1.0),
+        heights=6 * np.maximum(np.asarray(shown_sources["b"], dtype=float), 1.0),
+        angles=np.degrees(np.asarray(shown_sources["theta"], dtype=float)),
+        units="xy",
+        offsets=np.column_stack([shown_sources["x"], shown_sources["y"]]),
+        offset_transform=axes.transData,
+        facecolors="none",
+        edgecolors="red",
+        linewidths=0.6,
+    )
+    axes.add_collection(ellipses, autolim=False)
     axes.set_title(title or f"{len(sources)} sources")
     axes.set_axis_off()
     path.parent.mkdir(parents=True, exist_ok=True)

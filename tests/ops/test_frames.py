@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sep
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
 from lightcurver_ops import frames
+from lightcurver_ops._sep import sep_extract
 from lightcurver_ops.background import estimate_background
 from lightcurver_ops.ephemeris import ephemeris
 from lightcurver_ops.errors import FrameError
@@ -587,3 +589,18 @@ def test_write_calibrated_frame_round_trip(raw_frame, tmp_path):
     assert len(sources) == calibrated.n_sources
     np.testing.assert_allclose(sources["flux"], calibrated.sources["flux"])
     assert sorted(p.name for p in image_path.parent.iterdir()) == ["frame_001.fits", "frame_001_sources.fits"]
+
+
+def test_sep_pixel_stack_follows_each_image():
+    """sep allocates its whole pixel stack on every extraction: after a large image, a stamp's
+    extraction must get a stack of its own size back, and an image above threshold everywhere must
+    still fit."""
+    rng = np.random.default_rng(3)
+    sep_extract(rng.normal(size=(1024, 1024)), thresh=5.0, err=1.0, minarea=5)
+    assert sep.get_extract_pixstack() >= 1024 * 1024
+    stamp = rng.normal(size=(24, 24))
+    stamp[10:14, 10:14] += 50.0
+    objects = sep_extract(stamp, thresh=3.0, err=1.0, minarea=10)
+    assert len(objects) == 1
+    assert sep.get_extract_pixstack() < 4 * 24 * 24
+    assert len(sep_extract(np.full((24, 24), 100.0), thresh=3.0, err=1.0, minarea=5)) == 1
