@@ -28,22 +28,35 @@ def inputs_exist() -> dg.AutomationCondition:
     return AC.all_deps_match(~AC.missing() | AC.will_be_requested())
 
 
+def eager_until_requested() -> dg.AutomationCondition:
+    """``AutomationCondition.eager()`` whose trigger (an input updated, the target went missing) is
+    cleared when the target is requested, not when it updates.
+
+    ``eager()`` also clears it when the target updates: an input that updates while the target's run
+    is going (so that run read the older data) is forgotten when the run ends, and never reaches the
+    target; an all-frames asset whose frames finish one by one then misses frames for good. Here such
+    an update requests one more run once the running one is over.
+    """
+    requested = (AC.newly_requested() | AC.initial_evaluation()).with_label("requested")
+    return AC.eager().replace("handled", requested).with_label("eager until requested")
+
+
 def follows_frames() -> dg.AutomationCondition:
     """For an all-frames asset: update after any frame updates, whether or not all frames exist,
     once every input exists (a light curve needs the ROI model, not only some frame's zero point)."""
-    return AC.eager().without(~AC.any_deps_missing()) & inputs_exist()
+    return eager_until_requested().without(~AC.any_deps_missing()) & inputs_exist()
 
 
 def follows_own_frame() -> dg.AutomationCondition:
     """For a per-frame asset: update when its own frame's upstream updates."""
-    return AC.eager()
+    return eager_until_requested()
 
 
 def follows_own_frame_not(*baselines: str) -> dg.AutomationCondition:
     """For a per-frame asset: as :func:`follows_own_frame`, ignoring updates of the ``baselines``
     (all-frames assets) it reads; they must exist, but a new one does not re-run every frame."""
     ignored = dg.AssetSelection.assets(*baselines)
-    return AC.eager().replace("any_deps_updated", AC.any_deps_updated().ignore(ignored))
+    return eager_until_requested().replace("any_deps_updated", AC.any_deps_updated().ignore(ignored))
 
 
 def when_missing() -> dg.AutomationCondition:

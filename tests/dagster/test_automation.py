@@ -111,3 +111,28 @@ def test_accelerator_run_tags_from_the_environment(monkeypatch):
         monkeypatch.setenv(ACCELERATOR_RUN_TAGS_ENV_VAR, wrong)
         with pytest.raises(ValueError, match=message):
             accelerator_run_tags()
+
+
+def test_a_frame_updated_while_its_all_frames_product_runs_is_not_lost():
+    """The product's run started before frame b updated: the run's own materialisation must not count
+    as having handled b (Dagster's ``eager()`` resets on it, and b would never reach the product)."""
+    instance = dg.DagsterInstance.ephemeral()
+    toy = dg.Definitions(assets=[per_frame, catalogue, product])
+    instance.add_dynamic_partitions("frames", ["a", "b"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(baseline.key))
+    cursor = dg.evaluate_automation_conditions(defs=toy, instance=instance).cursor
+
+    def requested() -> int:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        return result.get_num_requested(product.key)
+
+    for key in ("a", "b"):
+        assert dg.materialize([per_frame], instance=instance, partition_key=key).success
+    assert requested() == 1  # both frames exist: the product is requested and its run starts
+    assert requested() == 0  # requested on the previous tick, not yet done
+    assert dg.materialize([per_frame], instance=instance, partition_key="b").success  # b updates
+    assert dg.materialize([product], instance=instance).success  # the run that started before b ends
+    assert requested() == 1  # b's update still reaches the product
+    assert requested() == 0

@@ -38,6 +38,13 @@ PER_FRAME_ASSETS = (
     "zeropoint",
     "roi_fluxes",
 )
+ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+"""Statuses of a run not yet finished."""
 WAVE_TIMEOUT_S = 900.0
 NEVER_CRON = "0 0 1 1 *"
 """Baseline cron of the tests: the baselines are built when missing, never rebuilt mid-test."""
@@ -128,8 +135,25 @@ def wait_for_frames(
                 return False
         return set(keys) <= light_curve_frames(config)
 
-    wait_until(done, f"frames {list(keys)} to reach the light curves", WAVE_TIMEOUT_S, interval=3.0)
+    try:
+        wait_until(done, f"frames {list(keys)} to reach the light curves", WAVE_TIMEOUT_S, interval=3.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{progress(instance, config, keys)}\n{log_tails(log_dir)}") from None
     return time.monotonic() - start
+
+
+def progress(instance: dg.DagsterInstance, config: LightcurverConfig, keys: Sequence[str]) -> str:
+    """Where the frames ``keys`` stand, for a timeout's message: the products each one lacks, whether
+    it is in the light curves, and the runs not yet finished."""
+    lines = []
+    for name in FRAME_PRODUCTS:
+        missing = set(keys) - instance.get_materialized_partitions(dg.AssetKey(name))
+        lines.append(f"{name}: missing {sorted(missing)}")
+    lines.append(f"not in the light curves: {sorted(set(keys) - light_curve_frames(config))}")
+    for run in instance.get_runs(dg.RunsFilter(statuses=ACTIVE)):
+        assets = sorted(key.to_user_string() for key in run.asset_selection or ())
+        lines.append(f"run {run.run_id} {run.status.value}: {assets}")
+    return "\n".join(lines)
 
 
 def last_event_id(instance: dg.DagsterInstance) -> int:

@@ -31,6 +31,7 @@ from lightcurver_ops.db.engine import open_science_database
 from lightcurver_ops.db.schema import metadata
 from tests.integration.graphql import backfill_status, launch_range_backfill
 from tests.integration.live import (
+    ACTIVE,
     PER_FRAME_ASSETS,
     Telescope,
     last_event_id,
@@ -72,14 +73,6 @@ class Stack:
         """SIGKILL: no clean shutdown, as when the machine or the container dies."""
         os.killpg(self.daemon.pid, signal.SIGKILL)
         self.daemon.wait(30)
-
-
-ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 def settled(instance: dg.DagsterInstance) -> bool:
