@@ -5,6 +5,8 @@
   materialises).
 - Per-frame assets downstream of an all-frames baseline follow their own frame only: a new
   baseline does not silently reprocess the archive (that is an explicit backfill).
+- An input that updates while its follower runs requests one more run of the follower afterwards
+  (plain ``eager()`` forgets it when the running one ends).
 """
 
 import json
@@ -28,35 +30,45 @@ def inputs_exist() -> dg.AutomationCondition:
     return AC.all_deps_match(~AC.missing() | AC.will_be_requested())
 
 
-def eager_until_requested() -> dg.AutomationCondition:
-    """``AutomationCondition.eager()`` whose trigger (an input updated, the target went missing) is
-    cleared when the target is requested, not when it updates.
+def new_or_updated_inputs(
+    updated: dg.AutomationCondition | None = None,
+) -> dg.AutomationCondition:
+    """The core of ``AutomationCondition.eager()``: the target is new (missing since its partition
+    appeared) or an input updated (``updated``, default ``any_deps_updated()``), and nothing it reads
+    or writes is in progress.
 
-    ``eager()`` also clears it when the target updates: an input that updates while the target's run
-    is going (so that run read the older data) is forgotten when the run ends, and never reaches the
-    target; an all-frames asset whose frames finish one by one then misses frames for good. Here such
-    an update requests one more run once the running one is over.
+    Unlike ``eager()``, an input update is cleared only when the target is *requested*, not when it
+    updates: an input that updates while the target's run is going (so that run read the older data)
+    would otherwise be forgotten when that run ends, and never reach the target; an all-frames asset
+    whose frames finish one by one then misses frames for good. Here it requests one more run once
+    the running one is over. A new partition is still cleared by any update of the target, so a
+    frame the raw-frames sensor's run already solved is not solved again.
     """
+    updated = updated or AC.any_deps_updated()
     requested = (AC.newly_requested() | AC.initial_evaluation()).with_label("requested")
-    return AC.eager().replace("handled", requested).with_label("eager until requested")
+    return (
+        (AC.newly_missing().since_last_handled() | updated.since(requested))
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("new or updated inputs")
 
 
 def follows_frames() -> dg.AutomationCondition:
     """For an all-frames asset: update after any frame updates, whether or not all frames exist,
     once every input exists (a light curve needs the ROI model, not only some frame's zero point)."""
-    return eager_until_requested().without(~AC.any_deps_missing()) & inputs_exist()
+    return new_or_updated_inputs() & inputs_exist()
 
 
 def follows_own_frame() -> dg.AutomationCondition:
     """For a per-frame asset: update when its own frame's upstream updates."""
-    return eager_until_requested()
+    return new_or_updated_inputs() & ~AC.any_deps_missing()
 
 
 def follows_own_frame_not(*baselines: str) -> dg.AutomationCondition:
     """For a per-frame asset: as :func:`follows_own_frame`, ignoring updates of the ``baselines``
     (all-frames assets) it reads; they must exist, but a new one does not re-run every frame."""
     ignored = dg.AssetSelection.assets(*baselines)
-    return eager_until_requested().replace("any_deps_updated", AC.any_deps_updated().ignore(ignored))
+    return new_or_updated_inputs(AC.any_deps_updated().ignore(ignored)) & ~AC.any_deps_missing()
 
 
 def when_missing() -> dg.AutomationCondition:

@@ -13,6 +13,7 @@ from lightcurver_dagster.defs.automation import (
     accelerator_run_tags,
     automation_sensor,
     follows_frames,
+    follows_own_frame,
     interval_seconds,
     when_missing,
 )
@@ -35,6 +36,10 @@ def baseline(): ...
 
 @dg.asset(deps=[per_frame, baseline], automation_condition=follows_frames())
 def product(): ...
+
+
+@dg.asset(partitions_def=frames, deps=[per_frame], automation_condition=follows_own_frame())
+def solved(): ...
 
 
 def test_a_baseline_waits_for_every_input_and_at_least_one_frame():
@@ -135,4 +140,26 @@ def test_a_frame_updated_while_its_all_frames_product_runs_is_not_lost():
     assert dg.materialize([per_frame], instance=instance, partition_key="b").success  # b updates
     assert dg.materialize([product], instance=instance).success  # the run that started before b ends
     assert requested() == 1  # b's update still reaches the product
+    assert requested() == 0
+
+
+def test_a_frame_solved_by_the_sensors_run_is_not_solved_again_until_its_input_updates():
+    instance = dg.DagsterInstance.ephemeral()
+    toy = dg.Definitions(assets=[per_frame, solved])
+    cursor = dg.evaluate_automation_conditions(defs=toy, instance=instance).cursor
+
+    def requested() -> int:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        return result.get_num_requested(solved.key)
+
+    instance.add_dynamic_partitions("frames", ["a"])
+    assert requested() == 0  # a new frame, its input not there yet
+    job = toy.resolve_implicit_global_asset_job_def()
+    keys = [per_frame.key, solved.key]  # one run naming both assets, as the raw-frames sensor's runs do
+    assert job.execute_in_process(instance=instance, partition_key="a", asset_selection=keys).success
+    assert requested() == 0  # the run that made the input made the frame's product too
+    assert dg.materialize([per_frame], instance=instance, partition_key="a").success
+    assert requested() == 1
     assert requested() == 0
