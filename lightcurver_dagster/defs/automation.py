@@ -5,8 +5,8 @@
   materialises).
 - Per-frame assets downstream of an all-frames baseline follow their own frame only: a new
   baseline does not silently reprocess the archive (that is an explicit backfill).
-- An input that updates while its follower runs requests one more run of the follower afterwards
-  (plain ``eager()`` forgets it when the running one ends).
+- An all-frames asset runs once more when a frame updated during its run (plain ``eager()``
+  forgets that update when the run ends).
 """
 
 import json
@@ -30,45 +30,38 @@ def inputs_exist() -> dg.AutomationCondition:
     return AC.all_deps_match(~AC.missing() | AC.will_be_requested())
 
 
-def new_or_updated_inputs(
-    updated: dg.AutomationCondition | None = None,
-) -> dg.AutomationCondition:
-    """The core of ``AutomationCondition.eager()``: the target is new (missing since its partition
-    appeared) or an input updated (``updated``, default ``any_deps_updated()``), and nothing it reads
-    or writes is in progress.
+def input_updated_during_run() -> dg.AutomationCondition:
+    """An input updated while the target was queued or running, or in the tick its run ended; true
+    until the target is next requested in a tick without such an update.
 
-    Unlike ``eager()``, an input update is cleared only when the target is *requested*, not when it
-    updates: an input that updates while the target's run is going (so that run read the older data)
-    would otherwise be forgotten when that run ends, and never reach the target; an all-frames asset
-    whose frames finish one by one then misses frames for good. Here it requests one more run once
-    the running one is over. A new partition is still cleared by any update of the target, so a
-    frame the raw-frames sensor's run already solved is not solved again.
+    ``eager()`` forgets an input's update once the target updates, so a frame finishing while an
+    all-frames asset runs (that run read the frames before it) never reaches the asset. With this
+    such an update requests one more run once the running one is over.
     """
-    updated = updated or AC.any_deps_updated()
-    requested = (AC.newly_requested() | AC.initial_evaluation()).with_label("requested")
-    return (
-        (AC.newly_missing().since_last_handled() | updated.since(requested))
-        & ~AC.any_deps_in_progress()
-        & ~AC.in_progress()
-    ).with_label("new or updated inputs")
+    during = AC.any_deps_updated() & (AC.in_progress() | AC.newly_updated())
+    requested = ((AC.newly_requested() & ~during) | AC.initial_evaluation()).with_label("requested")
+    return during.since(requested).with_label("input updated during its run")
 
 
 def follows_frames() -> dg.AutomationCondition:
     """For an all-frames asset: update after any frame updates, whether or not all frames exist,
-    once every input exists (a light curve needs the ROI model, not only some frame's zero point)."""
-    return new_or_updated_inputs() & inputs_exist()
+    once every input exists (a light curve needs the ROI model, not only some frame's zero point),
+    and once more after an input updated during its run (:func:`input_updated_during_run`)."""
+    updated = AC.eager().without(~AC.any_deps_missing())
+    rerun = input_updated_during_run() & ~AC.any_deps_in_progress() & ~AC.in_progress()
+    return (updated | rerun) & inputs_exist()
 
 
 def follows_own_frame() -> dg.AutomationCondition:
     """For a per-frame asset: update when its own frame's upstream updates."""
-    return new_or_updated_inputs() & ~AC.any_deps_missing()
+    return AC.eager()
 
 
 def follows_own_frame_not(*baselines: str) -> dg.AutomationCondition:
     """For a per-frame asset: as :func:`follows_own_frame`, ignoring updates of the ``baselines``
     (all-frames assets) it reads; they must exist, but a new one does not re-run every frame."""
     ignored = dg.AssetSelection.assets(*baselines)
-    return new_or_updated_inputs(AC.any_deps_updated().ignore(ignored)) & ~AC.any_deps_missing()
+    return AC.eager().replace("any_deps_updated", AC.any_deps_updated().ignore(ignored))
 
 
 def when_missing() -> dg.AutomationCondition:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from lightcurver_dagster.defs.automation import interval_seconds
-from lightcurver_dagster.defs.jobs import INGESTED, per_frame_job
+from lightcurver_dagster.defs.jobs import per_frame_job
 from lightcurver_dagster.defs.partitions import frames_partitions
 from lightcurver_dagster.defs.resources import LightcurverConfigResource, ScienceDatabase
 from lightcurver_dagster.frame_registry import register_frames
@@ -45,11 +45,7 @@ def raw_frames_sensor(
     if not plan.new and not plan.changed:
         return dg.SkipReason(f"no new or changed raw files ({waiting})")
     run_requests = [
-        dg.RunRequest(
-            run_key=f"{record.partition_key}@{record.mtime_ns}",
-            partition_key=record.partition_key,
-            asset_selection=list(INGESTED),
-        )
+        dg.RunRequest(run_key=f"{record.partition_key}@{record.mtime_ns}", partition_key=record.partition_key)
         for record in plan.changed
     ]
     new_keys = [record.partition_key for record in plan.new]
@@ -59,7 +55,6 @@ def raw_frames_sensor(
             dg.RunRequest(
                 run_key=f"{new_keys[0]}..{new_keys[-1]}@{newest}",
                 tags=range_run_tags(new_keys[0], new_keys[-1]),
-                asset_selection=list(INGESTED),
             )
         )
     context.log.info(f"{len(new_keys)} new and {len(plan.changed)} changed raw files; {waiting}")

@@ -96,7 +96,6 @@ class Pipeline:
             self.job.execute_in_process(
                 instance=self.instance,
                 partition_key=run.partition_key,
-                asset_selection=run.asset_selection,
                 tags=run.tags,
                 raise_on_error=False,
             )

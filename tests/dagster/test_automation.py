@@ -42,40 +42,42 @@ def product(): ...
 def solved(): ...
 
 
+class Ticks:
+    """The automation of ``assets`` evaluated on ``instance`` tick after tick, as the daemon does."""
+
+    def __init__(self, instance: dg.DagsterInstance, *assets: dg.AssetsDefinition) -> None:
+        self.instance, self.defs, self.cursor = instance, dg.Definitions(assets=list(assets)), None
+
+    def requested(self, asset: dg.AssetsDefinition) -> int:
+        """One tick; how many partitions of ``asset`` it requests."""
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        return result.get_num_requested(asset.key)
+
+
 def test_a_baseline_waits_for_every_input_and_at_least_one_frame():
     instance = dg.DagsterInstance.ephemeral()
-    toy = dg.Definitions(assets=[per_frame, catalogue, baseline])
-
-    def requested(cursor=None):
-        result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=cursor)
-        return result.get_num_requested(baseline.key), result.cursor
-
-    count, cursor = requested()
-    assert count == 0  # nothing exists
+    ticks = Ticks(instance, per_frame, catalogue, baseline)
+    assert ticks.requested(baseline) == 0  # nothing exists
     assert dg.materialize([catalogue], instance=instance).success
-    count, cursor = requested(cursor)
-    assert count == 0  # no frame registered: no partition is missing, yet there is nothing to fit
+    assert ticks.requested(baseline) == 0  # no frame registered: no partition is missing, nothing to fit
     instance.add_dynamic_partitions("frames", ["a", "b"])
     assert dg.materialize([per_frame], instance=instance, partition_key="a").success
-    count, cursor = requested(cursor)
-    assert count == 0  # frame b is still missing
+    assert ticks.requested(baseline) == 0  # frame b is still missing
     assert dg.materialize([per_frame], instance=instance, partition_key="b").success
-    count, _ = requested(cursor)
-    assert count == 1
+    assert ticks.requested(baseline) == 1
 
 
 def test_an_all_frames_product_waits_for_its_baseline():
     instance = dg.DagsterInstance.ephemeral()
-    toy = dg.Definitions(assets=[per_frame, catalogue, product])
-    cursor = dg.evaluate_automation_conditions(defs=toy, instance=instance).cursor
+    ticks = Ticks(instance, per_frame, catalogue, product)
+    ticks.requested(product)
     instance.add_dynamic_partitions("frames", ["a"])
     assert dg.materialize([per_frame], instance=instance, partition_key="a").success
-    result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=cursor)
-    assert result.get_num_requested(product.key) == 0  # a frame updated, but there is no baseline
+    assert ticks.requested(product) == 0  # a frame updated, but there is no baseline
     instance.report_runless_asset_event(dg.AssetMaterialization(baseline.key))
     assert dg.materialize([per_frame], instance=instance, partition_key="a").success
-    result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=result.cursor)
-    assert result.get_num_requested(product.key) == 1
+    assert ticks.requested(product) == 1
 
 
 def test_accelerator_assets_have_their_own_automation_sensor_tagging_the_runs():
@@ -119,47 +121,32 @@ def test_accelerator_run_tags_from_the_environment(monkeypatch):
 
 
 def test_a_frame_updated_while_its_all_frames_product_runs_is_not_lost():
-    """The product's run started before frame b updated: the run's own materialisation must not count
-    as having handled b (Dagster's ``eager()`` resets on it, and b would never reach the product)."""
+    """The product's run started before frame b updated: that run's materialisation must not count as
+    having handled b (Dagster's ``eager()`` resets on it, and b would never reach the product)."""
     instance = dg.DagsterInstance.ephemeral()
-    toy = dg.Definitions(assets=[per_frame, catalogue, product])
+    ticks = Ticks(instance, per_frame, catalogue, product)
     instance.add_dynamic_partitions("frames", ["a", "b"])
     instance.report_runless_asset_event(dg.AssetMaterialization(baseline.key))
-    cursor = dg.evaluate_automation_conditions(defs=toy, instance=instance).cursor
-
-    def requested() -> int:
-        nonlocal cursor
-        result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=cursor)
-        cursor = result.cursor
-        return result.get_num_requested(product.key)
-
+    ticks.requested(product)
     for key in ("a", "b"):
         assert dg.materialize([per_frame], instance=instance, partition_key=key).success
-    assert requested() == 1  # both frames exist: the product is requested and its run starts
-    assert requested() == 0  # requested on the previous tick, not yet done
+    assert ticks.requested(product) == 1  # both frames exist: the product is requested, its run starts
+    assert ticks.requested(product) == 0  # requested on the previous tick, not yet done
     assert dg.materialize([per_frame], instance=instance, partition_key="b").success  # b updates
     assert dg.materialize([product], instance=instance).success  # the run that started before b ends
-    assert requested() == 1  # b's update still reaches the product
-    assert requested() == 0
+    assert ticks.requested(product) == 1  # b's update still reaches the product
+    assert ticks.requested(product) == 0
 
 
-def test_a_frame_solved_by_the_sensors_run_is_not_solved_again_until_its_input_updates():
+def test_a_frame_made_with_its_input_in_one_run_is_not_made_again_until_the_input_updates():
     instance = dg.DagsterInstance.ephemeral()
-    toy = dg.Definitions(assets=[per_frame, solved])
-    cursor = dg.evaluate_automation_conditions(defs=toy, instance=instance).cursor
-
-    def requested() -> int:
-        nonlocal cursor
-        result = dg.evaluate_automation_conditions(defs=toy, instance=instance, cursor=cursor)
-        cursor = result.cursor
-        return result.get_num_requested(solved.key)
-
+    ticks = Ticks(instance, per_frame, solved)
+    ticks.requested(solved)
     instance.add_dynamic_partitions("frames", ["a"])
-    assert requested() == 0  # a new frame, its input not there yet
-    job = toy.resolve_implicit_global_asset_job_def()
-    keys = [per_frame.key, solved.key]  # one run naming both assets, as the raw-frames sensor's runs do
-    assert job.execute_in_process(instance=instance, partition_key="a", asset_selection=keys).success
-    assert requested() == 0  # the run that made the input made the frame's product too
+    assert ticks.requested(solved) == 0  # a new frame, its input not there yet
+    # one run making both, as the raw-frames sensor's runs make a frame and its plate solution
+    assert dg.materialize([per_frame, solved], instance=instance, partition_key="a").success
+    assert ticks.requested(solved) == 0
     assert dg.materialize([per_frame], instance=instance, partition_key="a").success
-    assert requested() == 1
-    assert requested() == 0
+    assert ticks.requested(solved) == 1
+    assert ticks.requested(solved) == 0

@@ -6,21 +6,12 @@ import sys
 import dagster as dg
 
 from lightcurver_dagster.definitions import defs
-from lightcurver_dagster.defs.groups import ALL_FRAMES, PER_FRAME
-from lightcurver_dagster.defs.jobs import INGESTED
 from lightcurver_dagster.defs.partitions import frames_partitions
 
 
 def test_definitions_load_and_validate():
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("per_frame_job") is not None
-
-
-def test_the_sensors_job_holds_every_per_frame_asset_that_reads_no_other_frame():
-    graph = defs.resolve_asset_graph()
-    independent = dg.AssetSelection.groups(PER_FRAME) - dg.AssetSelection.groups(ALL_FRAMES).downstream()
-    assert set(INGESTED) == independent.resolve(graph)
-    assert set(defs.resolve_job_def("per_frame_job").asset_layer.executable_asset_keys) == set(INGESTED)
 
 
 def test_calibrated_frame_is_partitioned_by_frame_and_batched():
