@@ -185,11 +185,11 @@ def _polynomial_sky(
     def scaled(index: np.ndarray, side: int) -> np.ndarray:
         return 2.0 * index / max(side - 1, 1) - 1.0
 
-    # Terms x^i y^j with i + j <= degree. The design matrix is built once for every clipping pass
-    # (astropy's fitter rebuilt it each pass: two thirds of the fit's time on a 2k frame).
-    powers = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
-    design = polynomial.polyvander2d(scaled(x, nx), scaled(y, ny), [degree, degree])
-    design = design[:, [i * (degree + 1) + j for i, j in powers]]
+    # Terms x^i y^j with i + j <= degree: a triangle of the (degree + 1)^2 coefficient grid. The
+    # design matrix is built once for every clipping pass (astropy's fitter rebuilt it each pass:
+    # two thirds of the fit's time on a 2k frame).
+    terms = np.add.outer(np.arange(degree + 1), np.arange(degree + 1)) <= degree
+    design = polynomial.polyvander2d(scaled(x, nx), scaled(y, ny), [degree, degree])[:, terms.ravel()]
     values = data[y, x]
     kept = np.ones(values.size, dtype=bool)
     for _ in range(_POLYNOMIAL_CLIP_PASSES):
@@ -198,9 +198,8 @@ def _polynomial_sky(
         if np.array_equal(clipped, kept):
             break
         kept = clipped
-    grid = np.zeros((degree + 1, degree + 1))
-    for (i, j), coefficient in zip(powers, coefficients, strict=True):
-        grid[i, j] = coefficient
+    grid = np.zeros(terms.shape)
+    grid[terms] = coefficients
     # sky[y, x] = sum grid[i, j] x^i y^j, as one matrix product of the axes' Vandermonde matrices
     vander_y = polynomial.polyvander(scaled(np.arange(ny), ny), degree)
     vander_x = polynomial.polyvander(scaled(np.arange(nx), nx), degree)
